@@ -1,0 +1,26 @@
+"""`fluxai eval shapes`: GenEval-style prompt adherence of a model, judged by the contract."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="evaluate a model")
+    kinds = p.add_subparsers(dest="benchmark", required=True, parser_class=type(p))
+    s = kinds.add_parser("shapes", help="Shapes World accuracy per kind")
+    s.add_argument("--model", default=None, help="model name or folder (default flux-tiny)")
+    s.add_argument("--prompts", default=None,
+                   help="file of prompts, one per line (default: the held-out prompt set)")
+    s.add_argument("--seeds", type=int, default=2, help="images per prompt")
+    s.add_argument("--out", default="eval-shapes", help="directory for the report and sheet")
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--guidance", type=float, default=None)
+    s.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    s.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fluxai.shapes.evaluate import run_eval
+
+    return run_eval(args)

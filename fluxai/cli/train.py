@@ -1,0 +1,31 @@
+"""`fluxai train`: train a Shapes World model from a TOML/YAML recipe, resuming if interrupted."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="train a model (autoencoder, then flow transformer)")
+    p.add_argument("--config", required=True, help="recipe, e.g. configs/flux-tiny.toml")
+    p.add_argument("--stage", choices=["ae", "all"], default="all",
+                   help="stop after the autoencoder, or run every stage (default)")
+    p.add_argument("--out", default=None, help="run directory (overrides output.dir)")
+    p.add_argument("--steps", type=int, default=None, help="override flow_train.steps")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fluxai.train.config import load_train_config
+    from fluxai.train.run import run_training
+
+    cfg = load_train_config(args.config)
+    if args.out:
+        cfg.output.dir = args.out
+    if args.steps is not None:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be positive, got {args.steps}")
+        cfg.flow_train.steps = args.steps
+    run_dir = run_training(cfg, stages=("ae",) if args.stage == "ae" else ("ae", "flow"))
+    print(run_dir)
+    return 0

@@ -1,0 +1,1 @@
+"""Training our own Flux models: config, data caches, the autoencoder and flow-matching loops."""

@@ -1,0 +1,122 @@
+"""Training configuration: one dataclass per stage, read from TOML or YAML.
+
+Every knob is documented in `configs/flux-tiny.toml`; the dataclass defaults are the values
+used there, so a config file only needs to say what it changes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from fluxai.config import AutoEncoderConfig, FluxConfig
+
+
+@dataclass
+class DataConfig:
+    count: int = 40_000  # distinct rendered scenes
+    captions_per_image: int = 2  # phrasings per scene; one is drawn per epoch
+    size: int = 128
+    seed: int = 0
+
+
+@dataclass
+class AutoEncoderTrain:
+    steps: int = 2_000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 100
+    kl_weight: float = 1e-4  # keeps the latent smooth enough to generate into
+    l1_weight: float = 1.0
+    l2_weight: float = 1.0
+
+
+@dataclass
+class FlowTrain:
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup: int = 500
+    grad_clip: float = 1.0
+    caption_dropout: float = 0.1  # empty-prompt examples teach the unconditional branch for CFG
+    logit_normal_mean: float = 0.0
+    logit_normal_std: float = 1.0
+    shift: bool = True  # resolution-dependent time shift of the sampled timesteps
+    ema_decay: float = 0.999
+
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/flux-tiny"
+    sample_every: int = 1_000  # steps between sample grids
+    checkpoint_every: int = 250  # steps between resumable checkpoints
+    sample_prompts: list[str] = field(default_factory=lambda: [
+        "a red star above a blue circle",
+        "three green triangles",
+        "a yellow square",
+        "a small white cross in the top left corner on a black background",
+    ])
+    sample_steps: int = 20
+    sample_cfg: float = 4.0
+
+
+@dataclass
+class TrainConfig:
+    name: str = "flux-tiny"
+    text_encoder: str = "minilm"
+    text_max_length: int = 32
+    device: str = "cpu"
+    threads: int = 0  # 0: torch's default
+    autoencoder: AutoEncoderConfig = field(default_factory=lambda: AutoEncoderConfig(
+        resolution=128, ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=8,
+        scale_factor=1.0, shift_factor=0.0,
+    ))
+    transformer: FluxConfig = field(default_factory=lambda: FluxConfig(
+        in_channels=32, out_channels=32, vec_in_dim=384, context_in_dim=384, hidden_size=256,
+        num_heads=4, depth=2, depth_single_blocks=6, axes_dim=(8, 28, 28), guidance_embed=False,
+    ))
+    data: DataConfig = field(default_factory=DataConfig)
+    ae_train: AutoEncoderTrain = field(default_factory=AutoEncoderTrain)
+    flow_train: FlowTrain = field(default_factory=FlowTrain)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _merge(obj: Any, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(
+                f"unknown key {where}{key!r}; allowed: {', '.join(sorted(known))}"
+            )
+        current = getattr(obj, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            if isinstance(current, FluxConfig | AutoEncoderConfig):
+                merged = {**current.to_dict(), **value}
+                setattr(obj, key, type(current).from_dict(merged))
+            else:
+                _merge(current, value, f"{where}{key}.")
+        else:
+            setattr(obj, key, tuple(value) if isinstance(current, tuple) else value)
+    return obj
+
+
+def load_train_config(path: str | Path | None) -> TrainConfig:
+    config = TrainConfig()
+    if path is None:
+        return config
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    else:
+        values = tomllib.loads(text)
+    return _merge(config, values, "")

@@ -1,0 +1,100 @@
+"""Training data for Shapes World models, rendered once and cached as tensors.
+
+Three caches, each built once and reused on resume: rendered scenes (uint8 images and several
+captions each), autoencoder latents (posterior means, unscaled), and text embeddings of every
+distinct caption plus the empty prompt (for caption dropout).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from fluxai.model.autoencoder import AutoEncoder
+from fluxai.text.base import TextEncoder
+from fluxai.train.config import DataConfig
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save through a temporary name, so an interrupted run never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Scenes:
+    images: Tensor  # (N, H, W, 3) uint8
+    captions: list[list[str]]  # captions_per_image phrasings of each scene
+    kinds: list[str]
+
+    @staticmethod
+    def build(cfg: DataConfig, path: Path) -> Scenes:
+        if path.exists():
+            return Scenes(**torch.load(path, weights_only=False))
+        from fluxai.shapes import caption, iter_examples
+
+        images, captions, kinds = [], [], []
+        rng = np.random.default_rng(cfg.seed + 1)
+        for image, text, spec, _scene in tqdm(
+            iter_examples(cfg.seed, cfg.count, cfg.size), total=cfg.count, desc="render scenes"
+        ):
+            images.append(torch.from_numpy(np.ascontiguousarray(image)))
+            extra = [caption(spec, rng, "train") for _ in range(cfg.captions_per_image - 1)]
+            captions.append([text, *extra])
+            kinds.append(spec.kind)
+        scenes = Scenes(torch.stack(images), captions, kinds)
+        atomic_save(vars(scenes), path)
+        return scenes
+
+    def to_model_input(self, idx: Tensor) -> Tensor:
+        """uint8 HWC -> float NCHW in [-1, 1]."""
+        return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+@torch.no_grad()
+def encode_latents(ae: AutoEncoder, scenes: Scenes, path: Path, batch_size: int = 64) -> Tensor:
+    """Unscaled posterior means (N, C, h, w); the flow trainer applies scale and shift."""
+    if path.exists():
+        return torch.load(path)
+    ae.eval()
+    out = []
+    for start in tqdm(range(0, len(scenes.images), batch_size), desc="encode latents"):
+        idx = torch.arange(start, min(start + batch_size, len(scenes.images)))
+        mean, _ = ae.encode_moments(scenes.to_model_input(idx))
+        out.append(mean)
+    latents = torch.cat(out)
+    atomic_save(latents, path)
+    return latents
+
+
+@dataclass
+class TextCache:
+    context: Tensor  # (U, L, D) float16, row 0 is the empty prompt
+    pooled: Tensor  # (U, D) float32
+    index: Tensor  # (N, captions_per_image) int64 rows of the scenes' captions
+
+    @staticmethod
+    def build(encoder: TextEncoder, scenes: Scenes, path: Path, batch_size: int = 256
+              ) -> TextCache:
+        if path.exists():
+            return TextCache(**torch.load(path))
+        unique = ["", *sorted({c for caps in scenes.captions for c in caps} - {""})]
+        row = {c: i for i, c in enumerate(unique)}
+        contexts, pooleds = [], []
+        for start in tqdm(range(0, len(unique), batch_size), desc="encode captions"):
+            ctx, pooled = encoder.encode(unique[start:start + batch_size])
+            contexts.append(ctx.half())
+            pooleds.append(pooled.float())
+        cache = TextCache(
+            torch.cat(contexts), torch.cat(pooleds),
+            torch.tensor([[row[c] for c in caps] for caps in scenes.captions]),
+        )
+        atomic_save(vars(cache), path)
+        return cache

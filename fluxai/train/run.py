@@ -1,0 +1,120 @@
+"""`fluxai train`: every stage of a Shapes World model, each cached and resumable.
+
+scenes -> autoencoder -> latents (+ their scale and shift) -> caption embeddings -> flow model
+-> exported model folder (BFL-layout safetensors) that `FluxPipeline.from_pretrained` loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from fluxai.config import AutoEncoderConfig, SamplingDefaults
+from fluxai.model.autoencoder import AutoEncoder
+from fluxai.model.transformer import Flux
+from fluxai.train.autoencoder import reconstruction_report, train_autoencoder
+from fluxai.train.config import TrainConfig
+from fluxai.train.data import Scenes, TextCache, atomic_save, encode_latents
+from fluxai.text.base import TextEncoder, build_text_encoder
+from fluxai.train.ema import EMA
+from fluxai.train.flow import train_flow
+from fluxai.train.plots import image_grid
+
+
+def latent_statistics(latents: torch.Tensor) -> tuple[float, float]:
+    """(scale, shift) that give the flow model zero-mean, unit-variance latents."""
+    shift = latents.mean().item()
+    return 1.0 / (latents - shift).std().item(), shift
+
+
+def sampling_defaults(cfg: TrainConfig) -> SamplingDefaults:
+    size = cfg.data.size
+    return SamplingDefaults(
+        width=size, height=size, num_inference_steps=cfg.output.sample_steps,
+        guidance_scale=0.0, true_cfg_scale=cfg.output.sample_cfg, shift=cfg.flow_train.shift,
+        max_sequence_length=cfg.text_max_length, negative_prompt="",
+    )
+
+
+def export_model(cfg: TrainConfig, transformer: Flux, ae: AutoEncoder, out_dir: Path,
+                 defaults: SamplingDefaults) -> None:
+    from fluxai.checkpoints import save_autoencoder, save_transformer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = {"fluxai_model": json.dumps({
+        "name": cfg.name,
+        "text_encoder": cfg.text_encoder,
+        "text_encoder_args": {"max_length": cfg.text_max_length},
+        "sampling": vars(defaults),
+    })}
+    save_transformer(transformer, out_dir / "transformer.safetensors", dtype=torch.float16,
+                     metadata=extra)
+    save_autoencoder(ae, out_dir / "ae.safetensors", dtype=torch.float16)
+
+
+def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> Path:
+    run_dir = Path(cfg.output.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(_jsonable(cfg), indent=2))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.time()
+    scenes = Scenes.build(cfg.data, run_dir / "scenes.pt")
+
+    ae = train_autoencoder(cfg, scenes, run_dir)
+    report = reconstruction_report(ae, scenes)
+    (run_dir / "autoencoder_report.json").write_text(json.dumps(report, indent=2))
+    print(f"autoencoder reconstruction: {report}")
+    if "flow" not in stages:
+        return run_dir
+
+    latents = encode_latents(ae, scenes, run_dir / "latents.pt")
+    scale, shift = latent_statistics(latents)
+    cfg.autoencoder = replace(cfg.autoencoder, scale_factor=scale, shift_factor=shift)
+    ae = _with_config(ae, cfg.autoencoder)
+
+    encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length)
+    text = TextCache.build(encoder, scenes, run_dir / "text.pt")
+    defaults = sampling_defaults(cfg)
+
+    def on_sample(model: Flux, ema: EMA, step: int) -> None:
+        averaged = copy.deepcopy(model)
+        ema.copy_to(averaged)
+        _sample_grid(cfg, averaged.eval(), ae, encoder, defaults,
+                     run_dir / f"samples_{step:06d}.png")
+
+    model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample)
+    ema.copy_to(model)
+    export_model(cfg, model.eval(), ae, run_dir / "model", defaults)
+    atomic_save({"seconds": time.time() - started}, run_dir / "timing.pt")
+    return run_dir
+
+
+def _with_config(ae: AutoEncoder, config: AutoEncoderConfig) -> AutoEncoder:
+    ae.config = config
+    return ae
+
+
+def _sample_grid(cfg: TrainConfig, model: Flux, ae: AutoEncoder, encoder: TextEncoder,
+                 defaults: SamplingDefaults, path: Path) -> None:
+    from fluxai.pipeline import FluxPipeline
+
+    pipe = FluxPipeline(model, ae, encoder, defaults, name=cfg.name)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = cfg.output.sample_prompts
+    images = pipe(prompts, num_images_per_prompt=2, seed=0).images
+    labels = [p for p in prompts for _ in range(2)]
+    image_grid(images, labels, cols=4).save(path)
+
+
+def _jsonable(obj):
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
