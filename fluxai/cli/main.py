@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fluxai.cli import convert, dataset, evaluate, generate, info, train
+from fluxai.cli import convert, dataset, evaluate, generate, info, serve, train, worker
 
 COMMANDS = {
     "generate": generate,
@@ -16,6 +16,8 @@ COMMANDS = {
     "dataset": dataset,
     "eval": evaluate,
     "train": train,
+    "serve": serve,
+    "worker": worker,
 }
 
 
