@@ -121,6 +121,44 @@ class FluxPipeline:
     def set_progress_bar_config(self, disable: bool = False, **_: Any) -> None:
         self._progress = not disable
 
+    # -- LoRA: diffusers' method names, delegating to fluxai.lora.LoraAdapters -----------------
+    @property
+    def lora(self) -> Any:
+        if "_lora" not in self.__dict__:
+            from fluxai.lora import LoraAdapters
+
+            self._lora = LoraAdapters(self.transformer)
+        return self._lora
+
+    def load_lora_weights(self, pretrained_model_name_or_path_or_dict: Any,
+                          adapter_name: str | None = None, weight_name: str | None = None,
+                          **_: Any) -> Any:
+        """Any supported LoRA format; all or nothing. Returns a `LoadReport`."""
+        return self.lora.load(pretrained_model_name_or_path_or_dict, adapter_name, weight_name)
+
+    def set_adapters(self, adapter_names: str | list[str],
+                     adapter_weights: float | list[float] | None = None) -> None:
+        self.lora.set_adapters(adapter_names, adapter_weights)
+
+    def get_active_adapters(self) -> list[str]:
+        return list(self.lora.active)
+
+    def get_list_adapters(self) -> dict[str, list[str]]:
+        return {"transformer": list(self.lora.parts)}
+
+    def fuse_lora(self, lora_scale: float = 1.0, adapter_names: list[str] | None = None,
+                  **_: Any) -> None:
+        self.lora.fuse(lora_scale, adapter_names)
+
+    def unfuse_lora(self, **_: Any) -> None:
+        self.lora.unfuse()
+
+    def delete_adapters(self, adapter_names: str | list[str]) -> None:
+        self.lora.delete(adapter_names)
+
+    def unload_lora_weights(self) -> None:
+        self.lora.unload()
+
     @property
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from fluxai.cli.lora import apply_loras, resolve_loras
 from fluxai.metadata import read_params, save_png
 from fluxai.registry import DEFAULT_MODEL
 from fluxai.sampling import check_size
@@ -35,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="replay the parameters stored in a PNG made by fluxai")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--lora", action="append", metavar="FILE[:SCALE]",
+                   help="apply a LoRA (any supported format), optionally scaled; repeatable")
     p.set_defaults(run=run)
 
 
@@ -91,7 +94,9 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"{init} has changed since {args.from_image} was made; "
                              "replay needs the same init image")
     seed = args.seed if args.seed is not None else stored.get("seed")
+    loras = resolve_loras(getattr(args, "lora", None), stored.get("loras"))
     return {
+        "loras": loras,
         "prompt": prompt,
         "model": args.model or stored.get("model_ref") or DEFAULT_MODEL,
         "seed": secrets.randbelow(2**31) if seed is None else seed,
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         else torch.float32
     pipe = FluxPipeline.from_pretrained(s["model"], torch_dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=args.quiet)
+    lora_records = apply_loras(pipe, s["loras"], args.quiet)
     call = dict(s["call"])
     if args.guidance is not None:
         # Models without distilled guidance take the number as classifier-free guidance.
@@ -155,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     for i, (image, params, path) in enumerate(
             zip(result.images, result.parameters, paths, strict=True)):
         params = {**params, "seed": s["seed"] + i, "model_ref": s["model"]}
+        if lora_records:
+            params["loras"] = lora_records
         if s["init_image"]:
             params["init_image"] = str(s["init_image"].resolve())
             params["init_image_sha256"] = _file_digest(s["init_image"])

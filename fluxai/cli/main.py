@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from fluxai.cli import convert, dataset, evaluate, generate, info, serve, train, worker
+from fluxai.cli import lora as lora_cli
 
 COMMANDS = {
     "generate": generate,
@@ -18,6 +19,7 @@ COMMANDS = {
     "train": train,
     "serve": serve,
     "worker": worker,
+    "lora": lora_cli,
 }
 
 

@@ -1,0 +1,106 @@
+"""The one internal form of a LoRA: updates to BFL-named linear layers, by output-row range.
+
+Every file format is converted into this at the edge (`formats.py`); the runtime adapters,
+fusing, `fluxai lora info` and the writers all read only this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass
+class LoraPart:
+    """delta W[rows] = scale * up @ down (low rank) or `dense` (LyCORIS); plus an optional bias."""
+
+    module: str  # BFL name of the nn.Linear it updates
+    rows: tuple[int, int]  # the output rows it updates, [lo, hi)
+    down: Tensor | None = None  # (rank, in_features)
+    up: Tensor | None = None  # (hi - lo, rank)
+    dense: Tensor | None = None  # (hi - lo, in_features): LoKr/LoHa products, full diffs
+    bias: Tensor | None = None  # (hi - lo,)
+    alpha: float | None = None  # None: scale 1
+    source: str = ""  # the file's name for it, for messages
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.down is None else self.down.shape[0]
+
+    @property
+    def scale(self) -> float:
+        if self.alpha is None or self.rank is None:
+            return 1.0
+        return self.alpha / self.rank
+
+    @property
+    def in_features(self) -> int | None:
+        if self.down is not None:
+            return self.down.shape[1]
+        return None if self.dense is None else self.dense.shape[1]
+
+    @property
+    def num_rows(self) -> int:
+        return self.rows[1] - self.rows[0]
+
+    def delta_weight(self) -> Tensor | None:
+        """The full (rows, in) weight update in float32, scale included."""
+        if self.dense is not None:
+            return self.dense.float()
+        if self.down is None:
+            return None
+        return self.scale * (self.up.float() @ self.down.float())
+
+    def delta_output(self, x: Tensor) -> Tensor:
+        """What this part adds to the layer's output rows for input x (…, in) -> (…, rows)."""
+        if self.dense is not None:
+            out = F.linear(x, self.dense)
+        elif self.down is not None:
+            out = F.linear(F.linear(x, self.down), self.up)
+            if self.scale != 1.0:
+                out = out * self.scale
+        else:
+            out = torch.zeros(*x.shape[:-1], self.num_rows, dtype=x.dtype, device=x.device)
+        return out if self.bias is None else out + self.bias
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+           ) -> LoraPart:
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device=device, dtype=dtype)
+
+        return LoraPart(self.module, self.rows, move(self.down), move(self.up), move(self.dense),
+                        move(self.bias), self.alpha, self.source)
+
+
+@dataclass
+class LoraState:
+    """A whole LoRA file after conversion, with what could not be used and why."""
+
+    format: str  # detected format, e.g. "kohya", "diffusers", "lycoris-lokr"
+    parts: list[LoraPart] = field(default_factory=list)
+    # BFL parameters the file replaces outright (BFL control LoRAs' QK-norm scales).
+    replacements: dict[str, Tensor] = field(default_factory=dict)
+    text_encoder_keys: list[str] = field(default_factory=list)  # reported, not applied
+    unmatched: dict[str, str] = field(default_factory=dict)  # key -> why it names nothing
+    misfits: dict[str, str] = field(default_factory=dict)  # key -> why its shapes do not fit
+    total_keys: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mapped_keys(self) -> int:
+        return (self.total_keys - len(self.unmatched) - len(self.misfits)
+                - len(self.text_encoder_keys))
+
+    @property
+    def modules(self) -> list[str]:
+        return sorted({p.module for p in self.parts})
+
+    def ranks(self) -> list[int]:
+        return sorted({p.rank for p in self.parts if p.rank is not None})
+
+    def alphas(self) -> list[float]:
+        return sorted({p.alpha for p in self.parts if p.alpha is not None})
