@@ -165,7 +165,10 @@ class FluxPipeline:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
+        # The compute dtype: fp8 weights kept by the loader (upcast per layer) do not count.
+        fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+        dtypes = [p.dtype for p in self.transformer.parameters()]
+        return next((d for d in dtypes if d not in fp8), dtypes[0])
 
     @property
     def downscale(self) -> int:

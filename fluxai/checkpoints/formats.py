@@ -110,6 +110,10 @@ class Checkpoint:
         return t
 
 
+def _a(kind: str | None) -> str:
+    return "an autoencoder" if kind == AUTOENCODER else f"a {kind}"
+
+
 def _fail(path: Path, what: str) -> CheckpointError:
     return CheckpointError(f"{path}: {what}")
 
@@ -150,7 +154,7 @@ def _open_folder(path: Path, kind: str | None) -> Checkpoint:
         raise _fail(path, f"a diffusers {config.get('_class_name', 'model')} folder, not a Flux "
                           "transformer (FluxTransformer2DModel) or autoencoder (AutoencoderKL)")
     if kind is not None and found != kind:
-        raise _fail(path, f"holds a Flux {found}, not a {kind}")
+        raise _fail(path, f"holds a Flux {found}, not {_a(kind)}")
     if index:
         try:
             weight_map: dict[str, str] = json.loads(index[0].read_text())["weight_map"]
@@ -195,7 +199,7 @@ def _open_files(path: Path, files: list[SafetensorsFile], kind: str | None,
     if found is None:
         other = _detect(keys, None)
         if other is not None:
-            raise _fail(path, f"a Flux {other[0]} checkpoint, not a {kind}")
+            raise _fail(path, f"a Flux {other[0]} checkpoint, not {_a(kind)}")
         first = next(iter(files[0].names()), None)
         what = kind or "transformer or autoencoder"
         raise _fail(path, f"not a Flux {what} checkpoint "

@@ -42,7 +42,10 @@ DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def _hints(ckpt: Checkpoint) -> dict:
-    hints = stored_config(ckpt.metadata)
+    # Our metadata describes the part it was saved with; a ComfyUI-style file holding both
+    # parts carries one part's record, which must not leak into the other's config.
+    ours = ckpt.metadata.get(KIND_KEY, ckpt.kind) == ckpt.kind
+    hints = stored_config(ckpt.metadata) if ours else {}
     if ckpt.diffusers_config:
         hints.update(hints_from_diffusers(ckpt.kind, ckpt.diffusers_config))
     return hints

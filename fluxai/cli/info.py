@@ -18,38 +18,48 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 def describe_target(target: str) -> dict[str, Any]:
     from fluxai.config import PRESETS
     from fluxai.model.transformer import count_parameters
-    from fluxai.registry import WEIGHTS_DIR, shipped_models
+    from fluxai.registry import WEIGHTS_DIR, known_models, shipped_models
 
     if target in shipped_models():
-        target = str(WEIGHTS_DIR / target / "transformer.safetensors")
-    elif target in PRESETS and not Path(target).exists():
+        from fluxai.checkpoints import describe
+
+        return {"model": target, **describe(WEIGHTS_DIR / target)}
+    path = Path(target).expanduser()
+    if target in PRESETS and not path.exists():
         preset = PRESETS[target]
         return {
             "preset": target,
-            "transformer": preset.transformer.to_dict(),
-            "parameters": count_parameters(preset.transformer),
+            "variant": "dev (guidance-distilled)" if preset.transformer.guidance_embed
+            else "schnell (no guidance)",
+            "parameters": count_parameters(preset.transformer),  # on the meta device
             "text_encoder": preset.text_encoder,
+            "weights": preset.hub_id or "random (a test preset)",
+            "transformer": preset.transformer.to_dict(),
+            "autoencoder": preset.autoencoder.to_dict(),
         }
+    if not path.exists():
+        raise FileNotFoundError(f"no such model, file or folder: {target} "
+                                f"(models: {', '.join(known_models())})")
     from fluxai.checkpoints import describe
 
-    path = Path(target)
-    if not path.exists():
-        raise FileNotFoundError(f"no such preset, file or folder: {target}")
     return describe(path)
+
+
+def _print(info: dict[str, Any], indent: str = "") -> None:
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print(value, indent + "  ")
+        elif key == "parameters":
+            print(f"{indent}{key}: {value:,}")
+        else:
+            print(f"{indent}{key}: {value}")
 
 
 def run(args: argparse.Namespace) -> int:
     info = describe_target(args.target)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
-        return 0
-    for key, value in info.items():
-        if isinstance(value, dict):
-            print(f"{key}:")
-            for k, v in value.items():
-                print(f"  {k}: {v}")
-        elif key == "parameters":
-            print(f"{key}: {value:,}")
-        else:
-            print(f"{key}: {value}")
+    else:
+        _print(info)
     return 0
