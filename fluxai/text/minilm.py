@@ -7,6 +7,7 @@ without its final L2 normalisation) is the pooled vector `y`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -32,8 +33,10 @@ class MiniLMEncoder:
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         # Fixed-length padding: the transformer was trained on exactly this many text tokens.
+        # Run MiniLM on the longest prompt only (real tokens attend only to real tokens, so
+        # their states do not depend on padding), then zero-pad to the fixed length.
         batch = self.tokenizer(
-            prompts, padding="max_length", truncation=True, max_length=self.max_length,
+            prompts, padding="longest", truncation=True, max_length=self.max_length,
             return_tensors="pt",
         ).to(self.device)
         states = self.model(**batch).last_hidden_state
@@ -41,4 +44,5 @@ class MiniLMEncoder:
         # Zeroed padding states carry no information the model could latch onto.
         context = states * mask
         pooled = context.sum(1) / mask.sum(1).clamp(min=1)
+        context = F.pad(context, (0, 0, 0, self.max_length - context.shape[1]))
         return context.float(), pooled.float()

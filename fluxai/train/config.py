@@ -20,6 +20,7 @@ class DataConfig:
     captions_per_image: int = 2  # phrasings per scene; one is drawn per epoch
     size: int = 128
     seed: int = 0
+    supersample: int = 1  # 1: hard edges, which an L1-trained autoencoder reproduces crisply
 
 
 @dataclass

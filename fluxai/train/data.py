@@ -42,9 +42,8 @@ class Scenes:
 
         images, captions, kinds = [], [], []
         rng = np.random.default_rng(cfg.seed + 1)
-        for image, text, spec, _scene in tqdm(
-            iter_examples(cfg.seed, cfg.count, cfg.size), total=cfg.count, desc="render scenes"
-        ):
+        examples = iter_examples(cfg.seed, cfg.count, cfg.size, supersample=cfg.supersample)
+        for image, text, spec, _scene in tqdm(examples, total=cfg.count, desc="render scenes"):
             images.append(torch.from_numpy(np.ascontiguousarray(image)))
             extra = [caption(spec, rng, "train") for _ in range(cfg.captions_per_image - 1)]
             captions.append([text, *extra])

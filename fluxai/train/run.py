@@ -65,6 +65,12 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         torch.set_num_threads(cfg.threads)
     started = time.time()
     scenes = Scenes.build(cfg.data, run_dir / "scenes.pt")
+    encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length)
+    if stages == ("text",):
+        # The caption cache does not depend on the autoencoder: a second process can build
+        # it while the first trains the autoencoder.
+        TextCache.build(encoder, scenes, run_dir / "text.pt")
+        return run_dir
 
     ae = train_autoencoder(cfg, scenes, run_dir)
     report = reconstruction_report(ae, scenes)
@@ -78,7 +84,6 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     cfg.autoencoder = replace(cfg.autoencoder, scale_factor=scale, shift_factor=shift)
     ae = _with_config(ae, cfg.autoencoder)
 
-    encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length)
     text = TextCache.build(encoder, scenes, run_dir / "text.pt")
     defaults = sampling_defaults(cfg)
 

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from fluxai.shapes.scenes import is_held_out, place, relation_holds, sample_spec
+from fluxai.shapes.world import WORLD, ObjectSpec, PromptSpec
+
+
+def _scenes(kind, n=150, size=(128, 128)):
+    rng = np.random.default_rng(7)
+    for _ in range(n):
+        spec = sample_spec(rng, kind)
+        yield spec, place(spec, *size, rng)
+
+
+@pytest.mark.parametrize("kind", WORLD.kinds)
+def test_placed_objects_keep_the_border_margin_and_never_overlap(kind):
+    for _, scene in _scenes(kind):
+        margin = WORLD.border_margin * 128
+        for o in scene.objects:
+            assert o.cx - o.r >= margin and o.cx + o.r <= 128 - margin
+            assert o.cy - o.r >= margin and o.cy + o.r <= 128 - margin
+        for i, a in enumerate(scene.objects):
+            for b in scene.objects[i + 1:]:
+                assert abs(a.cx - b.cx) >= a.r + b.r or abs(a.cy - b.cy) >= a.r + b.r
+
+
+@pytest.mark.parametrize("kind", WORLD.kinds)
+def test_scenes_satisfy_their_spec(kind):
+    for spec, scene in _scenes(kind):
+        assert scene.background != "gray" or all(o.color != "gray" for o in scene.objects)
+        assert all(o.color != scene.background for o in scene.objects)
+        if kind == "counting":
+            assert len(scene.objects) == spec.count
+            assert {o.shape for o in scene.objects} == {spec.objects[0].shape}
+        else:
+            assert [o.shape for o in scene.objects] == [o.shape for o in spec.objects]
+        for want, got in zip(spec.objects, scene.objects, strict=False):
+            assert want.color in (None, got.color)
+        if spec.relation:
+            assert relation_holds(scene.objects[0], scene.objects[1], spec.relation, 128)
+        if spec.background:
+            assert scene.background == spec.background
+
+
+def test_named_sizes_and_grid_cells_are_honoured():
+    rng = np.random.default_rng(0)
+    spec = PromptSpec("colors", (ObjectSpec("circle", "red", "small", "top left"),))
+    for _ in range(50):
+        o = place(spec, 128, 128, rng).objects[0]
+        assert o.r == pytest.approx(0.08 * 128, rel=WORLD.size_jitter + 1e-9)
+        assert abs(o.cx - 128 / 6) <= WORLD.position_jitter * 128 + 1e-9
+        assert abs(o.cy - 128 / 6) <= WORLD.position_jitter * 128 + 1e-9
+
+
+def test_training_split_never_contains_a_held_out_composition():
+    rng = np.random.default_rng(1)
+    assert not any(is_held_out(sample_spec(rng, "color_attr")) for _ in range(2000))
+
+
+def test_heldout_split_contains_held_out_compositions():
+    rng = np.random.default_rng(1)
+    assert sum(is_held_out(sample_spec(rng, "color_attr", "heldout")) for _ in range(200)) > 50
+
+
+def test_non_square_canvases_are_supported():
+    for spec, scene in _scenes("counting", n=30, size=(192, 128)):
+        assert (scene.width, scene.height) == (192, 128)
+        assert len(scene.objects) == spec.count
