@@ -21,6 +21,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--previews", type=int, default=4, help="low-res previews per job (0: none)")
     p.add_argument("--moderation-hook", default=None, metavar="MODULE:FUNCTION",
                    help="function(image, params) -> True to withhold an image (job Moderated)")
+    p.add_argument("--lora-dir", default=None,
+                   help="folder of LoRA .safetensors files requests may name (by file stem)")
     p.add_argument("--visibility-timeout", type=int, default=300,
                    help="seconds after which a dead worker's job is redelivered (default 300)")
     p.add_argument("--stale-after", type=float, default=30.0,
@@ -67,6 +69,7 @@ def config_from_args(args: argparse.Namespace):  # -> ServeConfig
         model=args.model, broker=args.broker, device=args.device, threads=args.threads,
         previews=max(0, args.previews), visibility_timeout_s=args.visibility_timeout,
         stale_after_s=args.stale_after,
+        lora_dir=Path(args.lora_dir) if args.lora_dir else None,
         moderation=load_hook(args.moderation_hook) if args.moderation_hook else None,
     )
     if not hasattr(args, "port"):

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fluxai.serve.config import ServeConfig
+from fluxai.serve.config import ServeConfig, lora_files
 from fluxai.serve.errors import ApiError, not_found
 from fluxai.serve.jobs import (
     CANCELLED,
@@ -59,7 +59,7 @@ class Service:
         self.keys = KeyCheck(cfg.api_keys)
         self.limiter = RateLimiter(cfg.rate_limit, cfg.rate_burst)
         self.prompt_filter = PromptFilter(cfg.blocked_terms)
-        self.lora_names: frozenset[str] = frozenset()  # LoRA serving: see docs/serving.md
+        self.lora_names = frozenset(lora_files(cfg.lora_dir))
 
     def identify(self, request: Request) -> str:
         client = request.client.host if request.client else "unknown"
@@ -132,7 +132,7 @@ def job_view(job: Job, base: str, preview: bool = True) -> dict[str, Any]:
         "id": job.id, "object": "job", "status": job.status, "model": job.model,
         "created": int(job.created_at), "progress": round(job.progress, 4), "step": job.step,
         "steps": job.steps, "cached": job.cached, "batch_size": job.batch_size,
-        "cancel_requested": job.cancel_requested,
+        "cancel_requested": job.cancel_requested, "worker": job.worker,
         "polling_url": f"{base}/v1/jobs/{job.id}", "events_url": f"{base}/v1/jobs/{job.id}/events",
         "request": {k: spec[k] for k in ("prompt", "n", "width", "height", "steps", "guidance",
                                          "seed", "negative_prompt", "loras")},

@@ -28,7 +28,13 @@ def make_celery(cfg: ServeConfig) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue=QUEUE,
-        broker_transport_options={"visibility_timeout": cfg.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": cfg.visibility_timeout_s,
+            # kombu looks for overdue unacknowledged messages every 10 s and only scans on
+            # every 10th look (100 s); scan more often so redelivery follows the timeout.
+            "unacked_restore_interval": max(1, min(10, cfg.visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -43,6 +43,7 @@ class ServeConfig:
     blocked_terms: tuple[str, ...] = ()
     # Image-level moderation: (image, params) -> True when the image must not be shown.
     moderation: Callable[[Any, dict[str, Any]], bool] | None = None
+    lora_dir: Path | None = None  # every *.safetensors in it is a LoRA, named by its stem
     max_batch: int = 8  # images per forward pass in the in-process worker
     batch_wait_ms: float = 20.0  # how long the first job of a batch waits for company
     previews: int = 4  # low-res previews per job (0: none)
@@ -56,6 +57,15 @@ class ServeConfig:
     @property
     def distributed(self) -> bool:
         return self.broker is not None
+
+
+def lora_files(lora_dir: Path | None) -> dict[str, Path]:
+    """The LoRAs a server offers: name (file stem) -> file."""
+    if lora_dir is None:
+        return {}
+    if not lora_dir.is_dir():
+        raise FileNotFoundError(f"LoRA folder not found: {lora_dir}")
+    return {p.stem: p for p in sorted(lora_dir.glob("*.safetensors"))}
 
 
 def keys_from_env(given: list[str] | None) -> frozenset[str]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fluxai.serve.config import ServeConfig
+from fluxai.serve.config import ServeConfig, lora_files
 from fluxai.serve.jobs import CANCELLED, ERROR, MODERATED, READY, RUNNING, Job, JobStore, new_id
 from fluxai.serve.policy import moderate
 from fluxai.serve.schemas import GenSpec
@@ -61,6 +61,14 @@ class Engine:
         self.pipe = FluxPipeline.from_pretrained(cfg.model, torch_dtype=dtype).to(device)
         self.pipe.set_progress_bar_config(disable=True)
         self.guided = bool(self.pipe.transformer.config.guidance_embed)
+        # Every offered LoRA is loaded once as a runtime adapter; a batch switches them on.
+        for name, path in lora_files(cfg.lora_dir).items():
+            self.pipe.load_lora_weights(str(path), adapter_name=name)
+        self._use_loras(())
+
+    def _use_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
+        if self.pipe.get_list_adapters()["transformer"]:
+            self.pipe.set_adapters([n for n, _ in loras], [s for _, s in loras])
 
     def steps_for(self, spec: GenSpec) -> int:
         return spec.steps or self.pipe.defaults.num_inference_steps
@@ -141,6 +149,7 @@ class Engine:
                 self.store.update(job_id, step=i + 1, heartbeat=now, **extra)
 
         try:
+            self._use_loras(specs[0].loras)  # equal within a batch (part of its batch key)
             result = self.pipe(prompts, generator=generators, num_images_per_prompt=1,
                                callback_on_step_end=on_step, **args)
         except _AllCancelled:
@@ -163,6 +172,9 @@ class Engine:
                 parameters: list[dict[str, Any]]) -> None:
         params = [{**p, "seed": spec.seed + i, "model_ref": job.model, "provenance":
                    provenance(job)} for i, p in enumerate(parameters)]
+        if spec.loras:
+            params = [{**p, "loras": [{"name": n, "scale": s} for n, s in spec.loras]}
+                      for p in params]
         now = time.time()
         if moderate(self.cfg.moderation, images, params):
             if self.store.transition(job.id, {RUNNING}, MODERATED, finished_at=now,
