@@ -46,7 +46,7 @@ from fluxai.serve.schemas import (
 
 STATIC = Path(__file__).parent / "static"
 BFL_MODELS = ("flux-dev", "flux-schnell", "flux-tiny")
-POLL_S = 0.05
+POLL_S = 0.025
 
 
 class Service:
@@ -111,6 +111,7 @@ class Service:
 
     async def wait(self, job_id: str, timeout_s: float) -> Job:
         deadline = time.monotonic() + timeout_s
+        pause = POLL_S
         while True:
             job = self.job(job_id)
             if job.status in TERMINAL:
@@ -119,7 +120,9 @@ class Service:
                 raise ApiError(500, f"Job {job_id} did not finish within {timeout_s:g} s; "
                                f"poll /v1/jobs/{job_id} for its result.", type="server_error",
                                code="timeout")
-            await asyncio.sleep(POLL_S)
+            # Short jobs answer fast; long ones do not poll the store twenty times a second.
+            await asyncio.sleep(pause)
+            pause = min(4 * POLL_S, pause * 1.25)
 
 
 def _base(request: Request) -> str:
