@@ -11,12 +11,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     s = kinds.add_parser("shapes", help="Shapes World accuracy per kind")
     s.add_argument("--model", default=None, help="model name or folder (default flux-tiny)")
     s.add_argument("--prompts", default=None,
-                   help="file of prompts, one per line (default: the held-out prompt set)")
+                   help="file of prompts: plain lines, or JSONL {\"prompt\", \"spec\"} "
+                        "(default: the held-out prompt set)")
     s.add_argument("--seeds", type=int, default=2, help="images per prompt")
     s.add_argument("--out", default="eval-shapes", help="directory for the report and sheet")
     s.add_argument("--steps", type=int, default=None)
     s.add_argument("--guidance", type=float, default=None)
     s.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    s.add_argument("--batch-size", type=int, default=8, help="images generated per call")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=run)
 
 
