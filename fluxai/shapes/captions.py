@@ -49,7 +49,8 @@ POSITION_PHRASES = {
 
 BACKGROUND_FORMS = {
     "train": [" on a {bg} background", ", {bg} background", " against a {bg} background",
-              " with a {bg} background", " on {bg}", ". {Bg} background", " over a {bg} background"],
+              " with a {bg} background", " on {bg}", ". {Bg} background",
+              " over a {bg} background"],
     "heldout": [" against a {bg} backdrop", " on a plain {bg} background",
                 ", the background is {bg}"],
 }
@@ -101,7 +102,8 @@ TEMPLATES = {
             "{o1} {rel} {o2}", "{o1} {rel} {o2}.", "there is {o1} {rel} {o2}",
             "an image of {o1} {rel} {o2}", "{o1} placed {rel} {o2}", "draw {o1} {rel} {o2}",
             "{o1} is {rel} {o2}", "a picture of {o1} {rel} {o2}", "{o1} sits {rel} {o2}",
-            "show {o1} {rel} {o2}", "{o1} positioned {rel} {o2}", "a scene where {o1} is {rel} {o2}",
+            "show {o1} {rel} {o2}", "{o1} positioned {rel} {o2}",
+            "a scene where {o1} is {rel} {o2}",
             "{o1} drawn {rel} {o2}", "{o2} with {o1} {rev}", "{o2}, and {o1} {rev}",
             "{o1} that is {rel} {o2}", "a canvas with {o1} {rel} {o2}", "{o1} located {rel} {o2}",
             "here is {o1} {rel} {o2}", "{o1}, {rel} {o2}",

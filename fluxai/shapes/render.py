@@ -72,8 +72,8 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, width: int, height: i
                supersample: int = 4) -> np.ndarray:
     """Coverage in [0, 1] of each pixel of a (height, width) canvas (pixel centres at i + 0.5)."""
     mask = np.zeros((height, width), dtype=np.float32)
-    x0, x1 = max(0, int(math.floor(cx - r)) - 1), min(width, int(math.ceil(cx + r)) + 1)
-    y0, y1 = max(0, int(math.floor(cy - r)) - 1), min(height, int(math.ceil(cy + r)) + 1)
+    x0, x1 = max(0, math.floor(cx - r) - 1), min(width, math.ceil(cx + r) + 1)
+    y0, y1 = max(0, math.floor(cy - r) - 1), min(height, math.ceil(cy + r) + 1)
     if x0 >= x1 or y0 >= y1:
         return mask
     offsets = (np.arange(supersample) + 0.5) / supersample

@@ -10,6 +10,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -29,12 +30,29 @@ def lr_at(step: int, base: float, warmup: int, total: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    n, _, h, w = images.shape
-    ys = torch.randint(0, h - size + 1, (n,), generator=generator)
-    xs = torch.randint(0, w - size + 1, (n,), generator=generator)
-    return torch.stack([img[:, y:y + size, x:x + size] for img, y, x in
-                        zip(images, ys.tolist(), xs.tolist(), strict=True)])
+def object_mask(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W): pixels that differ from the background (the top-left pixel's colour)."""
+    return ((images - images[:, :, :1, :1]).abs().amax(1, keepdim=True) > 0.05).float()
+
+
+def object_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Crops centred (with slack) on a random object pixel: objects cover a few percent of a
+    canvas, so uniform crops would mostly teach the autoencoder flat background."""
+    _, _, h, w = images.shape
+    mask = object_mask(images)[:, 0]
+    crops = []
+    for img, m in zip(images, mask, strict=True):
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        if len(ys):
+            k = int(torch.randint(0, len(ys), (1,), generator=generator))
+            jitter = torch.randint(-size // 4, size // 4 + 1, (2,), generator=generator)
+            y = int(ys[k] + jitter[0]) - size // 2
+            x = int(xs[k] + jitter[1]) - size // 2
+        else:
+            y, x = (int(v) for v in torch.randint(0, h - size + 1, (2,), generator=generator))
+        y, x = min(max(y, 0), h - size), min(max(x, 0), w - size)
+        crops.append(img[:, y:y + size, x:x + size])
+    return torch.stack(crops)
 
 
 def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEncoder:
@@ -58,14 +76,16 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.lr, tc.warmup, tc.steps)
         idx = torch.randint(0, len(scenes.images), (tc.batch_size,), generator=gen)
-        x = random_crops(scenes.to_model_input(idx), CROP, gen)
+        x = object_crops(scenes.to_model_input(idx), CROP, gen)
         mean, logvar = ae.encode_moments(x)
         logvar = logvar.clamp(-30.0, 20.0)
         z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
         recon = ae.decoder(z)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
-        loss = (tc.l1_weight * (recon - x).abs().mean()
-                + tc.l2_weight * (recon - x).pow(2).mean() + tc.kl_weight * kl)
+        # Object pixels weigh more than background: small shapes are what must survive.
+        weight = 1.0 + (tc.object_weight - 1.0) * object_mask(x)
+        error = tc.l1_weight * (recon - x).abs() + tc.l2_weight * (recon - x).pow(2)
+        loss = (weight * error).mean() / weight.mean() + tc.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
@@ -92,3 +112,24 @@ def reconstruction_report(ae: AutoEncoder, scenes: Scenes, count: int = 256) -> 
         # Fraction of pixels off by more than ~10/255 in some channel: blur shows up here.
         err_px += ((recon - x).abs().amax(1) > 0.08).float().mean().item() * len(chunk)
     return {"mse": mse / count, "bad_pixel_fraction": err_px / count}
+
+
+@torch.no_grad()
+def judged_reconstruction(ae: AutoEncoder, size: int, count: int = 120, seed: int = 99
+                          ) -> dict[str, float]:
+    """Share of fresh ground-truth scenes whose reconstruction the judge still accepts, per
+    kind: what the autoencoder costs the final score before any flow model is trained."""
+    from fluxai.shapes import iter_examples
+    from fluxai.shapes.judge import judge
+
+    examples = list(iter_examples(seed, count, size, supersample=1))
+    images = torch.from_numpy(np.stack([e[0] for e in examples]))
+    x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    recon = torch.cat([ae.decoder(ae.encode_moments(chunk)[0]) for chunk in x.split(32)])
+    recon = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    per_kind: dict[str, list[bool]] = {}
+    for (_, _, spec, _), image in zip(examples, recon, strict=True):
+        per_kind.setdefault(spec.kind, []).append(judge(image, spec).correct)
+    report = {kind: sum(v) / len(v) for kind, v in sorted(per_kind.items())}
+    report["overall"] = sum(sum(v) for v in per_kind.values()) / count
+    return report

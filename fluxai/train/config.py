@@ -6,10 +6,11 @@ used there, so a config file only needs to say what it changes.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from fluxai.config import AutoEncoderConfig, FluxConfig
 
@@ -32,6 +33,7 @@ class AutoEncoderTrain:
     kl_weight: float = 1e-4  # keeps the latent smooth enough to generate into
     l1_weight: float = 1.0
     l2_weight: float = 1.0
+    object_weight: float = 10.0  # loss weight of object pixels relative to background ones
 
 
 @dataclass

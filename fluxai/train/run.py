@@ -17,10 +17,14 @@ import torch
 from fluxai.config import AutoEncoderConfig, SamplingDefaults
 from fluxai.model.autoencoder import AutoEncoder
 from fluxai.model.transformer import Flux
-from fluxai.train.autoencoder import reconstruction_report, train_autoencoder
+from fluxai.text.base import TextEncoder, build_text_encoder
+from fluxai.train.autoencoder import (
+    judged_reconstruction,
+    reconstruction_report,
+    train_autoencoder,
+)
 from fluxai.train.config import TrainConfig
 from fluxai.train.data import Scenes, TextCache, atomic_save, encode_latents
-from fluxai.text.base import TextEncoder, build_text_encoder
 from fluxai.train.ema import EMA
 from fluxai.train.flow import train_flow
 from fluxai.train.plots import image_grid
@@ -73,7 +77,8 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         return run_dir
 
     ae = train_autoencoder(cfg, scenes, run_dir)
-    report = reconstruction_report(ae, scenes)
+    report = {**reconstruction_report(ae, scenes),
+              "judged": judged_reconstruction(ae, cfg.data.size)}
     (run_dir / "autoencoder_report.json").write_text(json.dumps(report, indent=2))
     print(f"autoencoder reconstruction: {report}")
     if "flow" not in stages:
