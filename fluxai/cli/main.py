@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from fluxai.cli import convert, dataset, evaluate, generate, info, serve, train, worker
 from fluxai.cli import lora as lora_cli
+from fluxai.cli import train_lora as train_lora_cli
 
 COMMANDS = {
     "generate": generate,
@@ -20,6 +21,7 @@ COMMANDS = {
     "serve": serve,
     "worker": worker,
     "lora": lora_cli,
+    "train-lora": train_lora_cli,
 }
 
 

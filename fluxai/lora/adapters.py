@@ -104,6 +104,8 @@ class LoraAdapters:
         self._originals: dict[str, tuple[Tensor, Tensor | None]] = {}
         self._by_module: dict[str, list[tuple[str, int]]] = {}
         self._hooks: dict[str, torch.utils.hooks.RemovableHandle] = {}
+        self._hooked: dict[str, nn.Module] = {}
+        self._model_hook: torch.utils.hooks.RemovableHandle | None = None
 
     # -- adding ---------------------------------------------------------------------------------
     def _linear(self, name: str) -> nn.Linear:
@@ -275,10 +277,24 @@ class LoraAdapters:
         for module in list(self._hooks):
             if module not in self._by_module:
                 self._hooks.pop(module).remove()
+                self._hooked.pop(module)
+        self._rehook()
+        if self._by_module and self._model_hook is None:
+            self._model_hook = self.model.register_forward_pre_hook(lambda *_: self._rehook())
+        elif not self._by_module and self._model_hook is not None:
+            self._model_hook.remove()
+            self._model_hook = None
+
+    def _rehook(self) -> None:
+        """Hook every adapted layer; re-hook a layer something swapped out (a quantizer that
+        replaces nn.Linear modules would otherwise drop the adapter silently)."""
         for module in self._by_module:
-            if module not in self._hooks:
-                self._hooks[module] = self._linear(module).register_forward_hook(
-                    self._make_hook(module))
+            layer = self.model.get_submodule(module)
+            if self._hooked.get(module) is not layer:
+                if module in self._hooks:
+                    self._hooks.pop(module).remove()
+                self._hooks[module] = layer.register_forward_hook(self._make_hook(module))
+                self._hooked[module] = layer
 
     def _make_hook(self, module: str):
         def hook(_layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:

@@ -140,6 +140,9 @@ def write_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str], path
     os.close(fd)
     try:
         save_file({k: v.contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary name only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -170,3 +170,17 @@ def test_adapters_follow_the_model_to_another_dtype(setup):
     model.to(torch.float64)
     got = forward(model, {k: v.double() for k, v in x.items()})
     assert torch.allclose(got.float(), expected, atol=1e-4)
+
+
+def test_an_adapted_layer_swapped_for_another_module_keeps_its_adapter(setup):
+    # Quantizers may replace nn.Linear modules; the adapter must follow, not vanish.
+    model, lora, x, _ = setup
+    lora.load(diffusers_lora(1), "a")
+    expected = forward(model, x)
+    old = model.double_blocks[0].img_attn.qkv
+    new = torch.nn.Linear(old.in_features, old.out_features)
+    new.load_state_dict(old.state_dict())
+    model.double_blocks[0].img_attn.qkv = new
+    assert torch.allclose(forward(model, x), expected, atol=1e-6)
+    lora.unload()
+    assert not new._forward_hooks and not model._forward_pre_hooks

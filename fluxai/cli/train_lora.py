@@ -1,0 +1,52 @@
+"""`fluxai train-lora`: teach a model something new with a LoRA, on the CPU or a GPU."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from fluxai.lora.train import PRESETS
+
+    p = sub.add_parser(name, help="train a LoRA on image+caption folders or Shapes World data")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="starting values for the options below; explicit flags win")
+    p.add_argument("--model", default=None, help="base model name or folder (default flux-tiny)")
+    p.add_argument("--data", default=None,
+                   help="folder of images with .txt captions (or captions.jsonl), or "
+                        "shapes:<shape> to generate Shapes World examples (e.g. shapes:hexagon)")
+    p.add_argument("-o", "--output", default=None,
+                   help="run folder: lora.safetensors, samples/, train_state.pt (default lora-out)")
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 8)")
+    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
+    p.add_argument("--targets", choices=["all", "attn"], default=None,
+                   help="train every block linear layer (all) or attention only (attn)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 600)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
+    p.add_argument("--batch-size", type=int, default=None, help="examples per step (default 8)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="bucket area is resolution² pixels (default: the model's image size)")
+    p.add_argument("--count", type=int, default=None,
+                   help="generated examples for shapes:<shape> data (default 200)")
+    p.add_argument("--prior-fraction", type=float, default=None,
+                   help="share of generated examples without the shape (default 0.25)")
+    p.add_argument("--caption-dropout", type=float, default=None)
+    p.add_argument("--sample-every", type=int, default=None,
+                   help="steps between sample sheets (0: only at the end)")
+    p.add_argument("--sample-prompt", action="append", dest="sample_prompts", default=None,
+                   help="prompt for the sample sheets (repeatable)")
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fluxai.lora.train import make_config, train_lora
+
+    values = {k: v for k, v in vars(args).items() if k not in ("preset", "resume", "run")}
+    cfg = make_config(args.preset, **values)
+    path = train_lora(cfg, resume=args.resume)
+    print(path)
+    return 0
