@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     s.add_argument("--batch-size", type=int, default=8, help="images generated per call")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--lora", action="append", metavar="FILE[:SCALE]",
+                   help="evaluate with a LoRA applied, optionally scaled; repeatable")
     s.set_defaults(run=run)
 
 

@@ -312,11 +312,18 @@ def run_eval(args: argparse.Namespace) -> int:
     model = args.model or DEFAULT_MODEL
     device = pick_device(getattr(args, "device", None))
     pipe = FluxPipeline.from_pretrained(model, torch_dtype=torch.float32).to(device)
+    loras = []
+    if getattr(args, "lora", None):
+        from fluxai.cli.lora import apply_loras, resolve_loras
+
+        loras = apply_loras(pipe, resolve_loras(args.lora, None), getattr(args, "quiet", False))
     result = evaluate_pipeline(pipe, prompts, args.seeds, steps=args.steps,
                                guidance=args.guidance, batch_size=getattr(args, "batch_size", 8),
                                progress=not getattr(args, "quiet", False), return_images=True)
     images = result.pop("images")
     extra = {"model": model, "prompts_file": args.prompts or "captions.eval_prompts()"}
+    if loras:
+        extra["loras"] = loras
     paths = write_report(result, images, out, extra)
     summary = {**extra, **{k: v for k, v in result.items() if k != "records"}}
     print(format_table(result))

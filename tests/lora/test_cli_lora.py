@@ -119,3 +119,16 @@ def test_generate_lora_scale_must_be_a_number(kohya_file, tmp_path, capsys):
     assert code == 1
     assert "must be a number" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_eval_shapes_runs_with_a_lora_and_records_it(kohya_file, tmp_path):
+    from fluxai.lora.data import shape_eval_prompts, write_eval_prompts
+
+    prompts = write_eval_prompts(tmp_path / "hex.jsonl", shape_eval_prompts("hexagon", 1))
+    out = tmp_path / "eval"
+    assert main(["eval", "shapes", "--model", "flux-test-dev", "--prompts", str(prompts),
+                 "--limit", "2", "--seeds", "1", "--steps", "1", "--quiet", "--out", str(out),
+                 "--lora", f"{kohya_file}:0.5"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["loras"][0]["scale"] == 0.5
+    assert all("hexagon" in r["prompt"] for r in report["records"])
