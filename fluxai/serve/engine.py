@@ -154,19 +154,25 @@ class Engine:
                                callback_on_step_end=on_step, **args)
         except _AllCancelled:
             return
-        except Exception as e:  # the job records what went wrong; the worker lives on
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            now = time.time()
-            for job_id in live:
-                if self.store.transition(job_id, {RUNNING}, ERROR, error=message,
-                                         finished_at=now):
-                    self.store.record_finished(ERROR, now - created[job_id], 0)
+        except Exception as e:  # the jobs record what went wrong; the worker lives on
+            self._fail(list(live), e, created)
             return
         for job, spec in zip(jobs, specs, strict=True):
             if job.id in live:
                 rows = range(first_row[job.id], first_row[job.id] + spec.n)
-                self._finish(job, spec, [result.images[r] for r in rows],
-                             [result.parameters[r] for r in rows])
+                try:
+                    self._finish(job, spec, [result.images[r] for r in rows],
+                                 [result.parameters[r] for r in rows])
+                except Exception as e:  # e.g. a moderation hook that raised
+                    self._fail([job.id], e, created)
+
+    def _fail(self, job_ids: list[str], error: Exception, created: dict[str, float]) -> None:
+        text = str(error).strip()
+        message = text.splitlines()[0] if text else type(error).__name__
+        now = time.time()
+        for job_id in job_ids:
+            if self.store.transition(job_id, {RUNNING}, ERROR, error=message, finished_at=now):
+                self.store.record_finished(ERROR, now - created[job_id], 0)
 
     def _finish(self, job: Job, spec: GenSpec, images: list[Any],
                 parameters: list[dict[str, Any]]) -> None:

@@ -83,8 +83,12 @@ class LocalQueue:
             batch = self._next_batch()
             if batch is None:
                 return
-            if batch:
+            if not batch:
+                continue
+            try:
                 self.engine.run(batch)  # type: ignore[attr-defined]
+            except Exception:  # the store itself failed: log it, keep serving the others
+                log.exception("fluxai serve: batch of %d job(s) failed", len(batch))
 
     def _next_batch(self) -> list[Job] | None:
         with self._cv:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,8 @@ RATE_KEY = "sk-rate-test"  # rate limits count per key: this test's own bucket
 
 def flag_marked_prompts(image: Any, params: dict[str, Any]) -> bool:
     """A moderation hook: it sees each image and its parameters and withholds marked ones."""
+    if "break-the-hook" in params["prompt"]:
+        raise RuntimeError("moderation service unavailable")
     return image.size[0] > 0 and "moderate-me" in params["prompt"]
 
 
@@ -84,3 +87,16 @@ def test_files_need_no_key_so_img_tags_work(guarded: Live) -> None:
                                                      "steps": 1}).json()["data"][0]["url"]
     with guarded.client() as anonymous:
         assert anonymous.get(url).status_code == 200
+
+
+def test_failing_moderation_hook_fails_the_job_not_the_server(guarded: Live) -> None:
+    with guarded.client(Authorization=f"Bearer {RATE_KEY}") as c:
+        time.sleep(2)  # let the rate-limit test's bucket refill
+        job = c.post("/v1/jobs", json={"prompt": "break-the-hook", "size": "64x64",
+                                       "steps": 1}).json()
+        failed = wait_status(c, job["id"], {"Ready", "Moderated", "Error"})
+        after = c.post("/v1/jobs", json={"prompt": "fine", "size": "64x64", "steps": 1}).json()
+        later = wait_status(c, after["id"], {"Ready", "Moderated", "Error"})
+    assert failed["status"] == "Error"
+    assert failed["error"]["message"] == "moderation service unavailable"
+    assert later["status"] == "Ready"
