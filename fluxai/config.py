@@ -136,6 +136,18 @@ PRESETS: dict[str, ModelPreset] = {
         SamplingDefaults(width=64, height=64, num_inference_steps=4),
         text_encoder="random",
     ),
+    # Mid-size random-weight config for CPU benchmarks (fluxai bench): big enough that the
+    # matmuls, not Python, dominate a step; ~60M transformer parameters.
+    "flux-mid": ModelPreset(
+        "flux-mid",
+        FluxConfig(
+            in_channels=64, out_channels=64, vec_in_dim=256, context_in_dim=512,
+            hidden_size=512, num_heads=8, depth=4, depth_single_blocks=8, axes_dim=(8, 28, 28),
+        ),
+        AutoEncoderConfig(ch=64, ch_mult=(1, 2, 4, 4), num_res_blocks=1, z_channels=16),
+        SamplingDefaults(width=256, height=256, num_inference_steps=8),
+        text_encoder="random",
+    ),
 }
 
 

@@ -94,11 +94,23 @@ class FluxPipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, torch_dtype: torch.dtype | None = None,
                         device: str | torch.device | None = None, **kwargs: Any) -> FluxPipeline:
-        """A model name (`flux-tiny`, ...), a local fluxai or diffusers folder, or a hub id."""
+        """A model name (`flux-tiny`, ...), a local fluxai or diffusers folder, or a hub id.
+
+        Optional speed/memory switches: `quantize` (int8wo, int8dq, fp8wo, fp8dq, int4wo, nf4),
+        `memory` (max, balanced, low, 8gb), `cache_threshold` (step caching, 0 = off),
+        `compile` (regional torch.compile); see fluxai.perf.
+        """
+        from fluxai.perf.options import PerfOptions, check_options, configure
         from fluxai.registry import load_pipeline_parts
 
+        # Speed/memory switches (fluxai.perf): checked before loading, applied after.
+        perf = PerfOptions(kwargs.pop("quantize", None), kwargs.pop("memory", None),
+                           kwargs.pop("cache_threshold", 0.0), kwargs.pop("compile", False))
+        check_options(perf, device)
         parts = load_pipeline_parts(str(name_or_path), dtype=torch_dtype, **kwargs)
         pipe = cls(**parts)
+        if perf.any:
+            return configure(pipe, device, perf)
         return pipe.to(device) if device is not None else pipe
 
     @classmethod

@@ -142,7 +142,12 @@ def load_single_file_parts(path: Path, dtype: torch.dtype | None = None,
 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    transformer = load_transformer(path, dtype=dtype)
+    if path.suffix.lower() == ".gguf":  # block-quantized community files (fluxai.perf.gguf)
+        from fluxai.perf.gguf import load_gguf_transformer
+
+        transformer = load_gguf_transformer(path, dtype=dtype)
+    else:
+        transformer = load_transformer(path, dtype=dtype)
     release = "flux-dev" if transformer.config.guidance_embed else "flux-schnell"
     preset = PRESETS[release]
     repo = config_repo or preset.hub_id

@@ -6,6 +6,7 @@ predicts the velocity v = noise - data, and an Euler step is x += (t_next - t) *
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,13 +135,16 @@ def denoise(
 ) -> Tensor:
     """Euler integration of the flow ODE over the given noise levels."""
     batch = img.shape[0]
+    step_cache = getattr(model, "step_cache", None)
+    if step_cache is not None:
+        step_cache.reset()  # a cache must never carry block outputs from another run
     use_cfg = negative is not None and true_cfg_scale != 1.0
     if use_cfg:
         # One forward pass over [conditional; negative] is cheaper than two.
         both = Conditioning(*(torch.cat([a, b]) if a is not None else None
                               for a, b in zip(vars(cond).values(), vars(negative).values(),
                                               strict=True)))
-    for i, (t, t_next) in enumerate(zip(sigmas[:-1], sigmas[1:], strict=True)):
+    for i, (t, t_next) in enumerate(itertools.pairwise(sigmas)):
         # diffusers hands the model (sigma * 1000) / 1000 in the latents' dtype; so do we.
         t_vec = torch.full((batch,), t * 1000.0, dtype=torch.float32, device=img.device)
         t_vec = t_vec.to(img.dtype) / 1000.0

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from fluxai.cli.lora import apply_loras, resolve_loras
+from fluxai.cli.perf_flags import add_perf_arguments, oom_explained, perf_options
 from fluxai.metadata import read_params, save_png
+from fluxai.perf.options import check_options, configure
 from fluxai.registry import DEFAULT_MODEL
 from fluxai.sampling import check_size
 
@@ -38,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--lora", action="append", metavar="FILE[:SCALE]",
                    help="apply a LoRA (any supported format), optionally scaled; repeatable")
+    add_perf_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -144,9 +147,14 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     dtype = torch.bfloat16 if device.startswith("cuda") and s["model"] != DEFAULT_MODEL \
         else torch.float32
-    pipe = FluxPipeline.from_pretrained(s["model"], torch_dtype=dtype).to(device)
+    perf = perf_options(args)
+    check_options(perf, device)  # a bad --quantize/--memory fails before any loading
+    pipe = FluxPipeline.from_pretrained(s["model"], torch_dtype=dtype)
+    pipe = pipe if perf.any else pipe.to(device)
     pipe.set_progress_bar_config(disable=args.quiet)
     lora_records = apply_loras(pipe, s["loras"], args.quiet)
+    if perf.any:  # after LoRAs, so fused adapters are quantized with their base weights
+        configure(pipe, device, perf)
     call = dict(s["call"])
     if args.guidance is not None:
         # Models without distilled guidance take the number as classifier-free guidance.
@@ -156,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
         call["image"] = Image.open(s["init_image"]).convert("RGB")
     generators = [torch.Generator("cpu").manual_seed(s["seed"] + i)
                   for i in range(args.num_images)]
-    result = pipe(s["prompt"], num_images_per_prompt=args.num_images, generator=generators,
-                  **call)
+    width, height = call.get("width", pipe.defaults.width), call.get("height", pipe.defaults.height)
+    with oom_explained(pipe, perf, width, height, args.num_images):
+        result = pipe(s["prompt"], num_images_per_prompt=args.num_images, generator=generators,
+                      **call)
     for i, (image, params, path) in enumerate(
             zip(result.images, result.parameters, paths, strict=True)):
         params = {**params, "seed": s["seed"] + i, "model_ref": s["model"]}

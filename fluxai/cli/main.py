@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from fluxai.cli import convert, dataset, evaluate, generate, info, serve, train, worker
+from fluxai.cli import bench, convert, dataset, evaluate, generate, info, serve, train, worker
 from fluxai.cli import lora as lora_cli
 from fluxai.cli import train_lora as train_lora_cli
 
@@ -22,6 +22,7 @@ COMMANDS = {
     "worker": worker,
     "lora": lora_cli,
     "train-lora": train_lora_cli,
+    "bench": bench,
 }
 
 

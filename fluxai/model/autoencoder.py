@@ -181,7 +181,12 @@ class AutoEncoder(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """Scaled latents -> images in (about) [-1, 1]."""
-        return self.decoder(z / self.config.scale_factor + self.config.shift_factor)
+        z = z / self.config.scale_factor + self.config.shift_factor
+        if z.device.type == "cpu":
+            # oneDNN runs CPU convolutions about twice as fast on channels-last activations
+            # (same maths, another summation order: differences ~1e-6 relative).
+            z = z.contiguous(memory_format=torch.channels_last)
+        return self.decoder(z)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
