@@ -115,7 +115,8 @@ class LoraAdapters:
         return module
 
     def add(self, name: str, state: LoraState, label: str | None = None) -> LoadReport:
-        """Attach a converted LoRA as adapter `name`, active with weight 1; all or nothing."""
+        """Attach a converted LoRA as adapter `name`, all or nothing. Like diffusers, the new
+        adapter becomes the only active one (weight 1); `set_adapters` stacks several."""
         label = label or repr(name)
         if name in self.parts:
             raise LoraError(f"an adapter named {name!r} is already loaded; unload it or choose "
@@ -130,7 +131,7 @@ class LoraAdapters:
                                 f"{part.module} {tuple(layer.weight.shape)}")
         self.parts[name] = [p.to(param.device, param.dtype) for p in state.parts]
         self.weights[name] = 1.0
-        self.active.append(name)
+        self.active = [name]  # as in diffusers: the newest adapter alone is active
         self._index()
         report = LoadReport(name, state.format, len(state.modules), state.mapped_keys,
                             state.total_keys, len(state.text_encoder_keys), dict(state.unmatched))

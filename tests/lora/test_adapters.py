@@ -99,6 +99,13 @@ def test_set_adapters_leaves_out_the_adapters_not_named(setup):
     assert torch.equal(forward(model, x), only_a)
 
 
+def test_loading_an_adapter_makes_it_the_only_active_one_as_in_diffusers(setup):
+    _, lora, _, _ = setup
+    lora.load(diffusers_lora(1), "a")
+    lora.load(diffusers_lora(9), "b")
+    assert lora.active == ["b"]
+
+
 def test_adapter_weight_zero_is_the_base_output(setup):
     model, lora, x, base = setup
     lora.load(diffusers_lora(1), "a")
