@@ -51,13 +51,37 @@ def _hints(ckpt: Checkpoint) -> dict:
     return hints
 
 
+def _recorded(ckpt: Checkpoint) -> dict:
+    """What the file says its config is, in our field names (to check the weights against)."""
+    if ckpt.diffusers_config and ckpt.kind == TRANSFORMER:
+        c = ckpt.diffusers_config
+        names = {"num_layers": "depth", "num_single_layers": "depth_single_blocks",
+                 "num_attention_heads": "num_heads", "joint_attention_dim": "context_in_dim",
+                 "pooled_projection_dim": "vec_in_dim", "in_channels": "in_channels",
+                 "guidance_embeds": "guidance_embed"}
+        return {ours: c[theirs] for theirs, ours in names.items() if c.get(theirs) is not None}
+    if ckpt.metadata.get(KIND_KEY, ckpt.kind) == ckpt.kind:
+        return stored_config(ckpt.metadata)
+    return {}
+
+
 def infer_config(ckpt: Checkpoint) -> FluxConfig | AutoEncoderConfig:
-    """The config of an opened checkpoint, from its shapes plus what the file records."""
+    """The config of an opened checkpoint, from its shapes plus what the file records.
+
+    Where the file records a config too, the two must agree: a file missing whole blocks
+    would otherwise pass as a shallower model.
+    """
     infer = infer_flux_config if ckpt.kind == TRANSFORMER else infer_autoencoder_config
     try:
-        return infer(ckpt.shapes, _hints(ckpt))
+        config = infer(ckpt.shapes, _hints(ckpt))
     except CheckpointError as e:
         raise CheckpointError(f"{ckpt.path}: {e}") from None
+    inferred = config.to_dict()
+    for name, value in _recorded(ckpt).items():
+        if name in inferred and inferred[name] != value:
+            raise CheckpointError(f"{ckpt.path}: the file records {name}={value} but its "
+                                  f"tensors give {name}={inferred[name]}")
+    return config
 
 
 def check_keys(ckpt: Checkpoint, expected: Mapping[str, tuple[int, ...]], what: str) -> None:

@@ -280,3 +280,19 @@ def test_a_failed_save_leaves_no_file(tmp_path):
         write_safetensors(tmp_path / "x.safetensors", {"a": ((1,), torch.float32)},
                           [("a", explode)])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_missing_a_whole_block_contradicts_its_recorded_config(model, bfl_file, tmp_path):
+    tensors = {k: v for k, v in load_file(bfl_file).items() if not k.startswith("single_blocks.1.")}
+    path = tmp_path / "short.safetensors"
+    save_file(tensors, path, metadata={"fluxai_config": json.dumps(model.config.to_dict())})
+    message = refused(load_transformer, path)
+    assert "records depth_single_blocks=2 but its tensors give depth_single_blocks=1" in message
+
+
+def test_a_diffusers_config_that_disagrees_with_the_weights_is_refused(model, tmp_path):
+    save_transformer(model, tmp_path / "t", layout="diffusers")
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    (tmp_path / "t" / "config.json").write_text(json.dumps({**config, "num_layers": 19}))
+    assert "records depth=19 but its tensors give depth=2" in refused(load_transformer,
+                                                                      tmp_path / "t")
