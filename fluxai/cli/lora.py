@@ -138,6 +138,12 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"hint:      no layer of {args.model} fits; name the base model with --model")
     if state.replacements:
         print(f"replaces:  {len(state.replacements)} norm parameters (control LoRA)")
+    if "fluxai_train" in state.metadata:
+        import json
+
+        t = json.loads(state.metadata["fluxai_train"])
+        print(f"trained:   by fluxai on {t.get('base_model')} with {t.get('data')}, "
+              f"{t.get('steps')} steps, final loss {t.get('final_loss', float('nan')):.4f}")
     counts: Counter[tuple[str, tuple[int, int] | None]] = Counter()
     for part in state.parts:
         whole = part.rows == (0, table.modules[part.module][1])

@@ -35,7 +35,7 @@ def trainer(tmp_path, data, **kw):
     return Trainer(cfg, pipe)
 
 
-def test_training_leaves_the_base_weights_alone_and_saves_a_loadable_lora(tmp_path):
+def test_training_leaves_the_base_weights_alone_and_saves_a_loadable_lora(tmp_path, capsys):
     data = write_folder(tmp_path / "data")
     t = trainer(tmp_path, data, steps=4)
     base = {k: v.clone() for k, v in t.model.state_dict().items()}
@@ -48,6 +48,8 @@ def test_training_leaves_the_base_weights_alone_and_saves_a_loadable_lora(tmp_pa
     pipe = FluxPipeline(**random_preset("flux-test-dev"))
     report = pipe.load_lora_weights(str(path))
     assert report.mapped_keys == report.total_keys
+    assert main(["lora", "info", str(path), "--model", "flux-test-dev"]) == 0
+    assert "trained:   by fluxai on flux-test-dev" in capsys.readouterr().out
 
 
 def fixed_loss(t, cache):
