@@ -296,3 +296,15 @@ def test_a_diffusers_config_that_disagrees_with_the_weights_is_refused(model, tm
     (tmp_path / "t" / "config.json").write_text(json.dumps({**config, "num_layers": 19}))
     assert "records depth=19 but its tensors give depth=2" in refused(load_transformer,
                                                                       tmp_path / "t")
+
+
+def test_same_dtype_tensors_are_views_of_the_mapped_file_not_copies(bfl_file):
+    import ctypes
+
+    from fluxai.checkpoints import open_checkpoint
+
+    ckpt = open_checkpoint(bfl_file)
+    tensor = ckpt.tensor("img_in.weight", torch.float32)
+    file, name = ckpt.sources["img_in.weight"].pieces[0]
+    mapping = ctypes.addressof(ctypes.c_char.from_buffer(file._mapped()))
+    assert tensor.data_ptr() == mapping + file.entries[name].start

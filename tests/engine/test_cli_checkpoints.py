@@ -132,3 +132,15 @@ def test_convert_to_bfl_needs_a_safetensors_name(capsys, bfl_file, tmp_path):
     code, _, err = run(capsys, "convert", str(bfl_file), str(tmp_path / "out"), "--to", "bfl")
     assert code != 0 and ".safetensors" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_info_on_a_model_folder_describes_both_parts(capsys, model, tmp_path):
+    ae = AutoEncoder(AutoEncoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1))
+    save_transformer(model, tmp_path / "transformer.safetensors")
+    save_autoencoder(ae, tmp_path / "ae.safetensors")
+    code, out, _ = run(capsys, "info", str(tmp_path), "--json")
+    info = json.loads(out)
+    assert code == 0
+    assert (info["transformer"]["kind"], info["autoencoder"]["kind"]) == ("transformer",
+                                                                          "autoencoder")
+    assert info["autoencoder"]["parameters"] == sum(p.numel() for p in ae.parameters())
