@@ -96,8 +96,15 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fluxai.serve.app import create_app
+    from fluxai.serve.jobs import open_store
 
-    app = create_app(cfg)
+    store = open_store(cfg.broker, cfg.data_dir, cfg.file_ttl_s)
+    engine = None
+    if not cfg.distributed:  # load before listening: a bad model is a one-line error here
+        from fluxai.serve.engine import Engine
+
+        engine = Engine(cfg, store)
+    app = create_app(cfg, store, engine)
     where = f"broker {cfg.broker}" if cfg.distributed else f"in-process worker, {cfg.data_dir}"
     print(f"fluxai serve: {cfg.model} on http://{cfg.host}:{cfg.port} ({where})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")

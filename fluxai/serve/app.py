@@ -181,7 +181,7 @@ def _validation_message(exc: RequestValidationError, model: type) -> ApiError:
                     code="invalid_type")
 
 
-def make_dispatcher(cfg: ServeConfig, store: JobStore) -> Any:
+def make_dispatcher(cfg: ServeConfig, store: JobStore, engine: Any = None) -> Any:
     if cfg.distributed:
         from fluxai.serve.celery_app import CeleryDispatch
 
@@ -189,12 +189,14 @@ def make_dispatcher(cfg: ServeConfig, store: JobStore) -> Any:
     from fluxai.serve.engine import Engine
     from fluxai.serve.queue import LocalQueue
 
-    return LocalQueue(cfg, store, lambda: Engine(cfg, store))
+    return LocalQueue(cfg, store, lambda: engine or Engine(cfg, store))
 
 
-def create_app(cfg: ServeConfig) -> FastAPI:
-    store = open_store(cfg.broker, cfg.data_dir, cfg.file_ttl_s)
-    service = Service(cfg, store, make_dispatcher(cfg, store))
+def create_app(cfg: ServeConfig, store: JobStore | None = None, engine: Any = None) -> FastAPI:
+    """The app; `store` and a loaded `engine` may be given (the CLI loads the model before
+    listening, so a bad model is an error at once, not a server that never gets ready)."""
+    store = store or open_store(cfg.broker, cfg.data_dir, cfg.file_ttl_s)
+    service = Service(cfg, store, make_dispatcher(cfg, store, engine))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

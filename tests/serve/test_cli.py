@@ -30,6 +30,12 @@ def test_bad_flags_are_one_line_errors(argv: list[str], message: str,
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_unknown_model_is_an_error_before_listening(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--model", "no-such-model", "--data-dir", str(tmp_path)]) == 1
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
 def test_blocked_terms_file_skips_comments_and_blank_lines(tmp_path: Path) -> None:
     from fluxai.serve.policy import read_terms
 
