@@ -297,21 +297,22 @@ class LoraAdapters:
                 self._hooks[module] = layer.register_forward_hook(self._make_hook(module))
                 self._hooked[module] = layer
 
+    def _placed(self, name: str, i: int, x: Tensor) -> LoraPart:
+        """The part on x's device and dtype; frozen parts follow the model (pipe.to(...)),
+        trainable ones stay where their optimizer holds them."""
+        part = self.parts[name][i]
+        if not part.trainable and (part.device, part.dtype) != (x.device, x.dtype):
+            part = self.parts[name][i] = part.to(x.device, x.dtype)
+        return part
+
     def _make_hook(self, module: str):
         def hook(_layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
             x = inputs[0]
             for name, i in self._by_module.get(module, ()):
                 if name not in self.active or name in self.fused or self.weights[name] == 0:
                     continue
-                part = self.parts[name][i]
-                if part.up is not None and not part.up.requires_grad and (
-                        part.up.device != x.device or part.up.dtype != x.dtype):
-                    part = self.parts[name][i] = part.to(x.device, x.dtype)  # pipe.to() moved
-                elif part.dense is not None and (part.dense.device, part.dense.dtype) != (
-                        x.device, x.dtype):
-                    part = self.parts[name][i] = part.to(x.device, x.dtype)
-                delta = part.delta_output(x.to(part.down.dtype) if part.down is not None
-                                          and part.down.requires_grad else x)
+                part = self._placed(name, i, x)
+                delta = part.delta_output(x.to(part.dtype))
                 w = self.weights[name]
                 if w != 1.0:
                     delta = delta * w

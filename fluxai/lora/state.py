@@ -67,6 +67,21 @@ class LoraPart:
             out = torch.zeros(*x.shape[:-1], self.num_rows, dtype=x.dtype, device=x.device)
         return out if self.bias is None else out + self.bias
 
+    def _tensors(self) -> list[Tensor]:
+        return [t for t in (self.down, self.up, self.dense, self.bias) if t is not None]
+
+    @property
+    def trainable(self) -> bool:
+        return any(t.requires_grad for t in self._tensors())
+
+    @property
+    def device(self) -> torch.device:
+        return self._tensors()[0].device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._tensors()[0].dtype
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
            ) -> LoraPart:
         def move(t: Tensor | None) -> Tensor | None:
