@@ -226,16 +226,22 @@ local allowed = cjson.decode(ARGV[1])
 local ok = false
 for _, s in ipairs(allowed) do if s == cur then ok = true end end
 if not ok then return 0 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('SREM', ARGV[2] .. 'status:' .. cur, KEYS[1])
-redis.call('SADD', ARGV[2] .. 'status:' .. redis.call('HGET', KEYS[1], 'status'), KEYS[1])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)  -- finished: kept as long as its images, then gone
+else
+  redis.call('SADD', ARGV[2] .. 'status:' .. redis.call('HGET', KEYS[1], 'status'), KEYS[1])
+end
 return 1
 """
 
 
 class RedisStore:
     """Jobs as hashes (one JSON value per field, so concurrent updates of different fields
-    never overwrite each other), a set per status, files with a time to live."""
+    never overwrite each other), a set per unfinished status (for queue depth), and a time to
+    live on files and finished jobs."""
 
     def __init__(self, url: str, prefix: str = "fluxai:", file_ttl_s: int = 24 * 3600):
         import redis
@@ -258,7 +264,10 @@ class RedisStore:
                 self.r.set(idem, job.id, ex=24 * 3600)
         pipe = self.r.pipeline()
         pipe.hset(self._key(job.id), mapping=job.to_row())
-        pipe.sadd(f"{self.p}status:{json.dumps(job.status)}", self._key(job.id))
+        if job.status in TERMINAL:  # a cache hit is born finished
+            pipe.expire(self._key(job.id), self.file_ttl_s)
+        else:
+            pipe.sadd(f"{self.p}status:{json.dumps(job.status)}", self._key(job.id))
         pipe.execute()
         return job, True
 
@@ -277,7 +286,8 @@ class RedisStore:
     def transition(self, job_id: str, allowed: frozenset[str] | set[str], status: str,
                    **values: Any) -> bool:
         values = {**values, "status": status}
-        args = [json.dumps([json.dumps(s) for s in allowed]), self.p]
+        ttl = self.file_ttl_s if status in TERMINAL else 0
+        args = [json.dumps([json.dumps(s) for s in allowed]), self.p, ttl]
         for k, v in values.items():
             args += [k, json.dumps(v)]
         return bool(self._transition(keys=[self._key(job_id)], args=args))

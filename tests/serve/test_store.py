@@ -93,3 +93,13 @@ def test_sqlite_state_survives_reopening(tmp_path: Path) -> None:
     reopened = SQLiteStore(tmp_path / "jobs.sqlite")
     assert reopened.get(j.id) == j
     assert reopened.create(job(), "idem")[0].id == j.id
+
+
+def test_redis_forgets_finished_jobs_after_the_file_ttl(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=f"test-{new_id()}:", file_ttl_s=120)
+    j = job()
+    store.create(j)
+    assert store.r.ttl(store._key(j.id)) == -1  # unfinished: kept until it finishes
+    store.transition(j.id, {PENDING}, READY)
+    assert 0 < store.r.ttl(store._key(j.id)) <= 120
+    assert store.count(READY) == 0 and store.count(PENDING) == 0
