@@ -225,9 +225,9 @@ class Trainer:
                              "continue it or choose another --output")
         if resume and not self.state_path.is_file():
             raise ValueError(f"nothing to resume in {self.out} (no train_state.pt)")
+        cache = self.prepare()  # bad data fails here, before the run folder is made
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
-        cache = self.prepare()
         if cfg.data.startswith("shapes:"):
             # What `fluxai eval shapes --prompts` needs to judge the new shape.
             write_eval_prompts(self.out / "eval-prompts.jsonl",

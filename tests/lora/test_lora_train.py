@@ -96,6 +96,14 @@ def test_images_without_captions_are_refused_naming_one(tmp_path):
         folder_examples(data)
 
 
+def test_bad_data_leaves_no_run_folder_behind(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train-lora", "--model", "flux-test-dev", "--data", str(tmp_path / "none"),
+                 "-o", str(out)]) == 1
+    assert "training data folder not found" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_wide_and_tall_images_get_wide_and_tall_buckets():
     sizes = buckets(256, 16)
     assert all(w % 16 == 0 and h % 16 == 0 and w * h <= 256 * 256 for w, h in sizes)
