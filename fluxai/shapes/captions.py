@@ -133,10 +133,11 @@ TEMPLATES = {
                   "make {n} {objs}"],
     },
 }
+# A count of one says "exactly": "a square" asks for at least one, "exactly one square" for one.
 SINGULAR_COUNT = {
-    "train": ["one {obj}", "exactly one {obj}", "a single {obj}", "just one {obj}",
-              "there is one {obj}", "1 {obj}", "only one {obj}"],
-    "heldout": ["the picture contains exactly one {obj}", "a solitary {obj}"],
+    "train": ["exactly one {obj}", "only one {obj}", "1 {obj}", "there is exactly one {obj}",
+              "exactly 1 {obj}", "only a single {obj}"],
+    "heldout": ["the picture contains exactly one {obj}", "precisely one {obj}"],
 }
 
 KIND_GROUP = {"single_object": "single", "colors": "single", "two_object": "two",
@@ -186,8 +187,9 @@ def caption(spec: PromptSpec, rng: np.random.Generator, split: str = "train") ->
     if group == "single":
         o = spec.objects[0]
         template = _pick(rng, templates)
-        text = template.format(o=noun_phrase(o, rng, split) + _position_clause(o, rng),
-                               o_bare=noun_phrase(o, rng, split, article="") .strip())
+        where = _position_clause(o, rng)
+        text = template.format(o=noun_phrase(o, rng, split) + where,
+                               o_bare=noun_phrase(o, rng, split, article="").strip() + where)
     elif group == "two":
         o1, o2 = (noun_phrase(o, rng, split) + _position_clause(o, rng) for o in spec.objects)
         text = _pick(rng, templates).format(o1=o1, o2=o2)

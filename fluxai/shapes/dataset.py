@@ -19,7 +19,7 @@ from fluxai.shapes.world import PromptSpec, Scene
 
 
 def iter_examples(seed: int, count: int, size: int = 128, height: int | None = None,
-                  split: str = "train", shapes: list[str] | None = None, supersample: int = 4,
+                  split: str = "train", shapes: list[str] | None = None, supersample: int = 1,
                   ) -> Iterator[tuple[np.ndarray, str, PromptSpec, Scene]]:
     """Example i depends only on (seed, i): a dataset can be regenerated or extended exactly."""
     for i in range(count):
