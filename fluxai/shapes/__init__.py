@@ -6,6 +6,8 @@ palette, shapes, sizes, positions and the six GenEval kinds; see docs/shapes-wor
 
 from fluxai.shapes.captions import caption, eval_prompts
 from fluxai.shapes.dataset import iter_examples, write_dataset
+from fluxai.shapes.judge import detect, judge
+from fluxai.shapes.parse import parse_prompt
 from fluxai.shapes.render import render, shape_mask
 from fluxai.shapes.scenes import place, sample_spec
 from fluxai.shapes.world import WORLD, ObjectSpec, PlacedObject, PromptSpec, Scene
@@ -17,8 +19,11 @@ __all__ = [
     "PromptSpec",
     "Scene",
     "caption",
+    "detect",
     "eval_prompts",
     "iter_examples",
+    "judge",
+    "parse_prompt",
     "place",
     "render",
     "sample_spec",

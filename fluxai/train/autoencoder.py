@@ -102,6 +102,7 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
 @torch.no_grad()
 def reconstruction_report(ae: AutoEncoder, scenes: Scenes, count: int = 256) -> dict[str, float]:
     """Pixel error of full-image reconstructions on the last `count` scenes (never cropped)."""
+    count = min(count, len(scenes.images))
     idx = torch.arange(len(scenes.images) - count, len(scenes.images))
     mse, err_px = 0.0, 0.0
     for chunk in idx.split(64):

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from fluxai.model.transformer import Flux
 from fluxai.sampling import image_ids, pack, text_ids, time_shift_mu
+from fluxai.train import distributed
 from fluxai.train.autoencoder import lr_at
 from fluxai.train.checkpoint import load_state, save_state
 from fluxai.train.config import TrainConfig
@@ -43,7 +45,8 @@ def train_flow(
     """Train from (or resume at) the last checkpoint; returns the model and its EMA."""
     tc = cfg.flow_train
     ae_cfg = cfg.autoencoder
-    device = torch.device(cfg.device)
+    d = distributed.setup(cfg.device)
+    device = d.device
     model = Flux(cfg.transformer).to(device)
     ema = EMA(model, tc.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas,
@@ -58,15 +61,21 @@ def train_flow(
         start, losses = state["step"], state["losses"]
     if start >= tc.steps:
         return model, ema
+    # DDP averages gradients across processes; the EMA and checkpoints follow `model` itself.
+    forward = DistributedDataParallel(model) if d.active else model
 
     n, _, lh, lw = latents.shape
     seq_len = (lh // 2) * (lw // 2)
-    gen = torch.Generator().manual_seed(cfg.data.seed + 11 + start)
+    gen = torch.Generator().manual_seed(cfg.data.seed + 11 + start + 7919 * d.rank)
     img_ids = image_ids(lh, lw, tc.batch_size, device)
-    txt_ids = text_ids(tc.batch_size, text.context.shape[1], device)
+    # A cache built with more tokens than the model reads is cut: MiniLM zero-pads, so the
+    # tail of a longer cache is all zeros for every caption that fits.
+    length = min(cfg.text_max_length, text.context.shape[1])
+    txt_ids = text_ids(tc.batch_size, length, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
-    bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="flow")
+    bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="flow",
+               disable=not d.is_main)
     last_save = time.time()
     for step in bar:
         for group in opt.param_groups:
@@ -84,8 +93,9 @@ def train_flow(
         xt = (1 - tb) * x0 + tb * noise
         target = pack(noise - x0).to(device)
         with autocast:
-            pred = model(pack(xt).to(device), img_ids, text.context[rows].float().to(device),
-                         txt_ids, t.to(device), text.pooled[rows].to(device))
+            pred = forward(pack(xt).to(device), img_ids,
+                           text.context[rows, :length].float().to(device), txt_ids, t.to(device),
+                           text.pooled[rows].to(device))
         loss = F.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -96,6 +106,8 @@ def train_flow(
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
 
         done = step + 1
+        if not d.is_main:
+            continue
         if time.time() - last_save > 300 or done % cfg.output.checkpoint_every == 0 \
                 or done == tc.steps:
             save_state(ckpt, model=model.state_dict(), ema=ema.state_dict(),
@@ -104,4 +116,5 @@ def train_flow(
             last_save = time.time()
         if on_sample is not None and (done % cfg.output.sample_every == 0 or done == tc.steps):
             on_sample(model, ema, done)
+    distributed.barrier(d)
     return model, ema

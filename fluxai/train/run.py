@@ -18,6 +18,7 @@ from fluxai.config import AutoEncoderConfig, SamplingDefaults
 from fluxai.model.autoencoder import AutoEncoder
 from fluxai.model.transformer import Flux
 from fluxai.text.base import TextEncoder, build_text_encoder
+from fluxai.train import distributed
 from fluxai.train.autoencoder import (
     judged_reconstruction,
     reconstruction_report,
@@ -68,6 +69,15 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.time()
+    if distributed.launched_by_torchrun():
+        # Every process would build the same caches at once; prepare them in one process.
+        missing = [n for n in ("scenes.pt", "autoencoder_state.pt", "latents.pt", "text.pt")
+                   if not (run_dir / n).exists()]
+        if missing:
+            raise RuntimeError(
+                f"under torchrun only the flow stage runs; {', '.join(missing)} missing in "
+                f"{run_dir}: run `fluxai train --config ... --stage ae` and `--stage text` "
+                "in one process first")
     scenes = Scenes.build(cfg.data, run_dir / "scenes.pt")
     encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length)
     if stages == ("text",):
@@ -78,13 +88,14 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
 
     ae = train_autoencoder(cfg, scenes, run_dir)
     report = {**reconstruction_report(ae, scenes),
-              "judged": judged_reconstruction(ae, cfg.data.size)}
+              "judged": judged_reconstruction(ae, cfg.data.size,
+                                              count=min(120, cfg.data.count))}
     (run_dir / "autoencoder_report.json").write_text(json.dumps(report, indent=2))
     print(f"autoencoder reconstruction: {report}")
+    latents = encode_latents(ae, scenes, run_dir / "latents.pt")
     if "flow" not in stages:
         return run_dir
 
-    latents = encode_latents(ae, scenes, run_dir / "latents.pt")
     scale, shift = latent_statistics(latents)
     cfg.autoencoder = replace(cfg.autoencoder, scale_factor=scale, shift_factor=shift)
     ae = _with_config(ae, cfg.autoencoder)
@@ -99,6 +110,8 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
                      run_dir / f"samples_{step:06d}.png")
 
     model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample)
+    if not distributed.is_main_process():
+        return run_dir
     ema.copy_to(model)
     export_model(cfg, model.eval(), ae, run_dir / "model", defaults)
     atomic_save({"seconds": time.time() - started}, run_dir / "timing.pt")

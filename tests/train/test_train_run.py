@@ -1,0 +1,110 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fluxai.cli.main import main
+from fluxai.pipeline import FluxPipeline
+
+TINY = """
+name = "tiny-test"
+text_encoder = "minilm"
+text_max_length = 24
+threads = 1
+[autoencoder]
+resolution = 64
+ch = 32
+ch_mult = [1, 2]
+num_res_blocks = 1
+z_channels = 4
+[transformer]
+in_channels = 16
+out_channels = 16
+vec_in_dim = 384
+context_in_dim = 384
+hidden_size = 32
+num_heads = 2
+depth = 1
+depth_single_blocks = 1
+axes_dim = [4, 6, 6]
+guidance_embed = false
+[data]
+count = 24
+captions_per_image = 2
+size = 64
+[ae_train]
+steps = 3
+batch_size = 4
+warmup = 1
+[flow_train]
+steps = 4
+batch_size = 4
+warmup = 1
+[output]
+sample_every = 4
+checkpoint_every = 2
+sample_steps = 3
+sample_prompts = ["a red circle"]
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY + f'dir = "{tmp_path / "run"}"\n')
+    return path
+
+
+def _train(recipe: Path, *extra: str) -> int:
+    return main(["train", "--config", str(recipe), *extra])
+
+
+def test_training_exports_a_model_the_pipeline_loads(recipe, tmp_path):
+    assert _train(recipe) == 0
+    run = tmp_path / "run"
+    report = json.loads((run / "autoencoder_report.json").read_text())
+    assert set(report["judged"]) >= {"overall", "counting"}
+    assert (run / "loss.png").is_file() and (run / "samples_000004.png").is_file()
+    pipe = FluxPipeline.from_pretrained(run / "model")
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a red circle", seed=0).images[0]
+    assert image.size == (64, 64)
+    assert pipe.defaults.num_inference_steps == 3 and pipe.defaults.true_cfg_scale > 1
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(recipe, tmp_path):
+    assert _train(recipe, "--steps", "2") == 0
+    state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
+    assert state["step"] == 2 and len(state["losses"]) == 2
+    first = state["losses"]
+    assert _train(recipe) == 0
+    state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
+    assert state["step"] == 4 and len(state["losses"]) == 4
+    assert state["losses"][:2] == first  # the first two steps were kept, not redone
+
+
+def test_an_unknown_recipe_key_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[flow_train]\nstepz = 3\n")
+    assert _train(bad) == 1
+    err = capsys.readouterr().err
+    assert "unknown key flow_train.'stepz'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_torchrun_trains_the_flow_stage_data_parallel(recipe, tmp_path):
+    assert _train(recipe, "--stage", "ae") == 0
+    assert _train(recipe, "--stage", "text") == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m",
+         "fluxai.cli.main", "train", "--config", str(recipe)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
+    assert state["step"] == 4
+    assert (tmp_path / "run" / "model" / "transformer.safetensors").is_file()
