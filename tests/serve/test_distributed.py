@@ -30,7 +30,8 @@ class Procs:
 
     def spawn(self, *args: str, name: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(["nice", "-n", "15", sys.executable, "-m", "fluxai.cli.main",
+        # Children inherit the test's niceness; adding more would starve them on a busy box.
+        proc = subprocess.Popen([sys.executable, "-m", "fluxai.cli.main",
                                  *args, "--broker", self.redis_url, *ENGINE],
                                 stdout=log, stderr=subprocess.STDOUT, env=self.env)
         self.running.append(proc)
