@@ -317,6 +317,12 @@ def run_eval(args: argparse.Namespace) -> int:
         from fluxai.cli.lora import apply_loras, resolve_loras
 
         loras = apply_loras(pipe, resolve_loras(args.lora, None), getattr(args, "quiet", False))
+    if getattr(args, "quantize", None) or getattr(args, "memory", None) or \
+            getattr(args, "cache_threshold", 0) or getattr(args, "compile", False):
+        from fluxai.cli.perf_flags import perf_options
+        from fluxai.perf.options import configure
+
+        configure(pipe, device, perf_options(args))
     result = evaluate_pipeline(pipe, prompts, args.seeds, steps=args.steps,
                                guidance=args.guidance, batch_size=getattr(args, "batch_size", 8),
                                progress=not getattr(args, "quiet", False), return_images=True)

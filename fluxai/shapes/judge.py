@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from fluxai.shapes.world import WORLD, ObjectSpec, PromptSpec
+from fluxai.shapes.world import WORLD, ObjectSpec, PromptSpec, relation_holds
 
 SIZE_TOLERANCE = 1.25  # a radius up to 25% outside its size band still counts as that size
 _TEMPLATE_RADIUS = 64.0  # reference radius, pixels, at which templates are drawn and cropped
@@ -204,16 +204,6 @@ def cell_of(cx: float, cy: float, width: int, height: int) -> str:
     col = min(2, max(0, int(3 * cx / width)))
     row = min(2, max(0, int(3 * cy / height)))
     return _CELLS[(col, row)]
-
-
-def relation_holds(a: Detected, b: Detected, relation: str, side: int) -> bool:
-    m = WORLD.relation_margin * side
-    return {
-        "left of": a.cx < b.cx - m,
-        "right of": a.cx > b.cx + m,
-        "above": a.cy < b.cy - m,
-        "below": a.cy > b.cy + m,
-    }[relation]
 
 
 def mismatch(d: Detected, want: ObjectSpec, width: int, height: int) -> str | None:

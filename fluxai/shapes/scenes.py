@@ -12,7 +12,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from fluxai.shapes.world import RELATIONS, WORLD, ObjectSpec, PlacedObject, PromptSpec, Scene
+from fluxai.shapes.world import (
+    RELATIONS,
+    WORLD,
+    ObjectSpec,
+    PlacedObject,
+    PromptSpec,
+    Scene,
+    relation_holds,
+)
 
 HELD_OUT_MODULUS = 10  # one composition in ten is kept for evaluation only
 EDGE_SIZES = ("small", "medium")  # a large object cannot sit in an edge cell and keep its margin
@@ -135,17 +143,6 @@ def _centre(position: str | None, r: float, width: int, height: int,
 
 def _separate(a: PlacedObject, b: PlacedObject, gap: float) -> bool:
     return (abs(a.cx - b.cx) >= a.r + b.r + gap) or (abs(a.cy - b.cy) >= a.r + b.r + gap)
-
-
-def relation_holds(a: PlacedObject, b: PlacedObject, relation: str, side: int,
-                   margin: float | None = None) -> bool:
-    m = (WORLD.relation_margin if margin is None else margin) * side
-    return {
-        "left of": a.cx < b.cx - m,
-        "right of": a.cx > b.cx + m,
-        "above": a.cy < b.cy - m,
-        "below": a.cy > b.cy + m,
-    }[relation]
 
 
 def _wanted_objects(spec: PromptSpec) -> list[ObjectSpec]:

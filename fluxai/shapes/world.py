@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 CONTRACT_PATH = Path(__file__).parent / "shapes-world.json"
 RELATIONS = ("left of", "right of", "above", "below")
@@ -121,3 +121,20 @@ class Scene:
     height: int
     background: str
     objects: list[PlacedObject] = field(default_factory=list)
+
+
+class Located(Protocol):
+    cx: float
+    cy: float
+
+
+def relation_holds(a: Located, b: Located, relation: str, side: int,
+                   margin: float | None = None) -> bool:
+    """The contract's relations compare centres, with a margin (a fraction of the side S)."""
+    m = (WORLD.relation_margin if margin is None else margin) * side
+    return {
+        "left of": a.cx < b.cx - m,
+        "right of": a.cx > b.cx + m,
+        "above": a.cy < b.cy - m,
+        "below": a.cy > b.cy + m,
+    }[relation]

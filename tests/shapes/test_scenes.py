@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fluxai.shapes.scenes import is_held_out, place, relation_holds, sample_spec
-from fluxai.shapes.world import WORLD, ObjectSpec, PromptSpec
+from fluxai.shapes.scenes import is_held_out, place, sample_spec
+from fluxai.shapes.world import WORLD, ObjectSpec, PromptSpec, relation_holds
 
 
 def _scenes(kind, n=150, size=(128, 128)):
