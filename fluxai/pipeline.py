@@ -178,9 +178,15 @@ class FluxPipeline:
     @property
     def dtype(self) -> torch.dtype:
         # The compute dtype: fp8 weights kept by the loader (upcast per layer) do not count.
+        # Stops at the first non-fp8 parameter (img_in, nearly always): the pipeline asks for
+        # its dtype several times per call, and a full parameter walk costs milliseconds.
         fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
-        dtypes = [p.dtype for p in self.transformer.parameters()]
-        return next((d for d in dtypes if d not in fp8), dtypes[0])
+        first = None
+        for p in self.transformer.parameters():
+            if p.dtype not in fp8:
+                return p.dtype
+            first = first or p.dtype
+        return first
 
     @property
     def downscale(self) -> int:

@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per pipeline first")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="wall: elapsed time; cpu: process CPU time, for machines shared with "
+                        "other work (use with --threads 1)")
     p.add_argument("--quality", action="store_true",
                    help="instead of timing: PSNR/SSIM of every shortcut against full precision")
     p.add_argument("--seeds", type=int, default=4, help="images per shortcut with --quality")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         model=args.model, width=width, height=height, steps=args.steps, batch=args.batch,
         device=str(device), dtype=getattr(torch, dtype_name), warmup=args.warmup,
-        repeats=args.repeats, compile=args.compile, quantize=args.quantize,
+        repeats=args.repeats, clock=args.clock, compile=args.compile, quantize=args.quantize,
         cache_threshold=args.cache_threshold)
     from fluxai.perf.options import PerfOptions
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fluxai.cli.perf_flags import add_perf_arguments
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="evaluate a model")
@@ -23,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--lora", action="append", metavar="FILE[:SCALE]",
                    help="evaluate with a LoRA applied, optionally scaled; repeatable")
+    add_perf_arguments(s)  # accuracy with a speed/memory shortcut (docs/benchmarks.md)
     s.set_defaults(run=run)
 
 

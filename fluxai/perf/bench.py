@@ -39,6 +39,9 @@ class BenchSettings:
     quantize: str | None = None
     cache_threshold: float = 0.0
     prompt: str = "a red circle above a blue square"
+    # "wall" (elapsed time) or "cpu" (this process's CPU time: on a machine shared with other
+    # work, CPU time is what the same run would take alone, single-threaded; CPU device only).
+    clock: str = "wall"
 
 
 @dataclass
@@ -46,7 +49,13 @@ class RunStats:
     name: str
     image_s: list[float] = field(default_factory=list)  # seconds per call / batch
     step_s: list[float] = field(default_factory=list)  # seconds per step (median of each call)
+    forward_s: list[float] = field(default_factory=list)  # seconds inside transformer.forward
     peak_bytes: int = 0
+
+    @property
+    def loop_overhead(self) -> float:
+        """Per-step time outside the transformer: scheduler, callbacks, Python in the loop."""
+        return self.per_step - statistics.median(self.forward_s)
 
     @property
     def per_image(self) -> float:
@@ -84,16 +93,18 @@ class BenchReport:
             f"model {s.model}  size {s.width}x{s.height}  steps {s.steps}  batch {s.batch}  "
             f"dtype {str(s.dtype).removeprefix('torch.')}  device {self.device_name}",
             f"options: compile={s.compile} quantize={s.quantize} "
-            f"cache_threshold={s.cache_threshold}  (repeats {s.repeats}, warm-up {s.warmup})",
+            f"cache_threshold={s.cache_threshold}  (repeats {s.repeats}, warm-up {s.warmup}, "
+            f"{s.clock} clock, medians)",
             f"transformer FLOPs/step {self.step_flops / 1e9:.3f} GFLOP; device peak "
             + (f"{self.peak_tflops:.3f} TFLOP/s ({self.peak_source})" if self.peak_tflops
                else "unknown"),
-            f"{'':10} {'per image':>12} {'per step':>12} {'peak mem':>10} {'of peak':>8}",
+            f"{'':10} {'per image':>12} {'per step':>12} {'loop overhead':>14} {'peak mem':>10} "
+            f"{'of peak':>8}",
         ]
         for st in (self.ours, self.theirs):
             frac = self.achieved_fraction(st)
             lines.append(f"{st.name:10} {st.per_image * 1e3:10.1f}ms {st.per_step * 1e3:10.2f}ms "
-                         f"{st.peak_bytes / 2**20:8.0f}MiB "
+                         f"{st.loop_overhead * 1e3:12.2f}ms {st.peak_bytes / 2**20:8.0f}MiB "
                          + (f"{frac * 100:7.1f}%" if frac is not None else "       -"))
         lines.append(f"ratio ours/diffusers per image {self.ratio:.3f} "
                      f"(speed-up {1 / self.ratio:.2f}x); max |ours - diffusers| "
@@ -133,32 +144,51 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(call: Callable[[Callable[..., Any]], Tensor], device: torch.device
-           ) -> tuple[float, float, int, Tensor]:
+def _timed(call: Callable[[Callable[..., Any]], Tensor], device: torch.device,
+           clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, int, Tensor]:
     """(seconds, median seconds per step, peak bytes, output) of one pipeline call."""
     marks: list[float] = []
 
     def on_step(*_args: Any, **_kw: Any) -> dict:
         _sync(device)
-        marks.append(time.perf_counter())
+        marks.append(clock())
         return {}
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         out = call(on_step)
         _sync(device)
-        elapsed, peak = time.perf_counter() - t0, torch.cuda.max_memory_allocated(device)
+        elapsed, peak = clock() - t0, torch.cuda.max_memory_allocated(device)
     else:
         with _PeakRSS() as rss:
-            t0 = time.perf_counter()
+            t0 = clock()
             out = call(on_step)
-            elapsed = time.perf_counter() - t0
+            elapsed = clock() - t0
         peak = rss.peak
     steps = [b - a for a, b in zip([t0, *marks[:-1]], marks, strict=True)]
     # The first interval holds the call's setup; later ones are pure steps when there are any.
     return elapsed, statistics.median(steps[1:] or steps), peak, out
+
+
+def _forward_timer(module: torch.nn.Module, device: torch.device,
+                   clock: Callable[[], float]) -> list[float]:
+    """Durations of every forward of `module` from now on, appended to the returned list."""
+    durations: list[float] = []
+    start: list[float] = []
+
+    def before(*_: Any) -> None:
+        _sync(device)
+        start.append(clock())
+
+    def after(*_: Any) -> None:
+        _sync(device)
+        durations.append(clock() - start.pop())
+
+    module.register_forward_pre_hook(before)
+    module.register_forward_hook(after)
+    return durations
 
 
 def build_pipelines(s: BenchSettings) -> tuple[Any, Any]:
@@ -209,6 +239,11 @@ def run_bench(s: BenchSettings, progress: Callable[[str], None] = lambda _m: Non
               ) -> BenchReport:
     if s.repeats < 1 or s.warmup < 0 or s.batch < 1:
         raise ValueError("repeats and batch must be at least 1, warm-up at least 0")
+    if s.clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be wall or cpu, got {s.clock!r}")
+    if s.clock == "cpu" and torch.device(s.device).type != "cpu":
+        raise ValueError("--clock cpu measures CPU work: use it with --device cpu")
+    clock = time.process_time if s.clock == "cpu" else time.perf_counter
     ours, theirs = build_pipelines(s)
     d = ours.defaults
     s.width, s.height = s.width or d.width, s.height or d.height
@@ -231,17 +266,21 @@ def run_bench(s: BenchSettings, progress: Callable[[str], None] = lambda _m: Non
 
     stats = {"ours": RunStats("fluxai"), "theirs": RunStats("diffusers")}
     calls = {"ours": call_ours, "theirs": call_theirs}
+    forwards = {"ours": _forward_timer(ours.transformer, device, clock),
+                "theirs": _forward_timer(theirs.transformer, device, clock)}
     firsts: dict[str, Tensor] = {}
     for i in range(s.warmup + s.repeats):
         for key in ("ours", "theirs"):
             progress(f"{'warm-up' if i < s.warmup else 'run'} {i + 1}: {stats[key].name}")
+            forwards[key].clear()
             with torch.no_grad():
-                elapsed, step, peak, out = _timed(calls[key], device)
+                elapsed, step, peak, out = _timed(calls[key], device, clock)
             firsts.setdefault(key, out.float().cpu())
             if i >= s.warmup:
                 st = stats[key]
                 st.image_s.append(elapsed / s.batch)
                 st.step_s.append(step)
+                st.forward_s.append(statistics.median(forwards[key]))
                 st.peak_bytes = max(st.peak_bytes, peak)
     cfg = ours.transformer.config
     image_tokens = (s.width // 16) * (s.height // 16)
@@ -254,7 +293,7 @@ def run_bench(s: BenchSettings, progress: Callable[[str], None] = lambda _m: Non
 
         name = f"CPU ({platform.processor() or platform.machine()}, "
         name += f"{torch.get_num_threads()} threads)"
-        peak = measured_matmul_tflops("cpu", s.dtype)
+        peak = measured_matmul_tflops("cpu", s.dtype, clock=clock)
         source = "measured 1024^3 matmul, not a datasheet peak"
     diff = (firsts["ours"] - firsts["theirs"]).abs().max().item()
     return BenchReport(s, name, stats["ours"], stats["theirs"], flops, peak, source, diff)

@@ -1,6 +1,7 @@
-"""Decoding large images in less memory: VAE slicing (exact) and tiling (approximate).
+"""Decoding large images in less memory: VAE slicing (same maths) and tiling (approximate).
 
-Slicing decodes a batch one image at a time: same numbers, peak memory of one image. Tiling
+Slicing decodes a batch one image at a time: same maths (round-off aside: kernels may block a
+batch of one differently), peak memory of one image. Tiling
 decodes overlapping latent tiles and blends them with linear ramps across the overlap: peak
 memory of one tile at any image size, at the price of small differences near tile seams
 (GroupNorm sees each tile's statistics rather than the whole image's).
@@ -63,7 +64,7 @@ def decode_tiled(vae: AutoEncoder, z: Tensor, tile: int = 64, overlap: int = 16)
 
 
 def enable_vae_slicing(vae: AutoEncoder) -> None:
-    """Decode batches one image at a time (exact)."""
+    """Decode batches one image at a time."""
     inner = vae.decoder.forward
 
     def sliced(z: Tensor) -> Tensor:
