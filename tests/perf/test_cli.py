@@ -2,6 +2,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fluxai.cli.main import main
@@ -63,3 +64,19 @@ def test_bench_runs_both_pipelines_on_identical_weights(capsys):
     assert re.search(r"^fluxai .*ms", out, re.M) and re.search(r"^diffusers .*ms", out, re.M)
     diff = float(re.search(r"max \|ours - diffusers\| (\S+)", out).group(1))
     assert diff < 1e-3  # same weights, same seed: the same image
+
+
+def test_the_api_refuses_a_bad_switch_before_loading_anything():
+    from fluxai.pipeline import FluxPipeline
+
+    with pytest.raises(ValueError, match="unknown memory preset"):
+        FluxPipeline.from_pretrained("no-such-model", memory="tiny")
+
+
+def test_the_api_applies_quantization_and_step_caching():
+    from fluxai.pipeline import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained("flux-test-dev", device="cpu", quantize="int8wo",
+                                        cache_threshold=0.1)
+    assert type(pipe.transformer.single_blocks[0].linear1.weight) is not torch.nn.Parameter
+    assert pipe.transformer.step_cache.threshold == 0.1
