@@ -255,6 +255,13 @@ def run_bench(s: BenchSettings, progress: Callable[[str], None] = lambda _m: Non
     common = {"width": s.width, "height": s.height, "num_inference_steps": s.steps,
               "guidance_scale": d.guidance_scale, "prompt_embeds": embeds,
               "pooled_prompt_embeds": pooled, "output_type": "pt"}
+    if d.true_cfg_scale > 1.0:
+        # Models sampled with classifier-free guidance (flux-tiny) run it in both pipelines,
+        # against the same negative embeddings, or the comparison would be 2 passes against 1.
+        neg, neg_pooled = ours.text_encoder.encode([d.negative_prompt] * s.batch)
+        common |= {"true_cfg_scale": d.true_cfg_scale,
+                   "negative_prompt_embeds": neg.to(device, s.dtype),
+                   "negative_pooled_prompt_embeds": neg_pooled.to(device, s.dtype)}
 
     def call_ours(cb: Callable[..., Any]) -> Tensor:
         gen = torch.Generator("cpu").manual_seed(0)
