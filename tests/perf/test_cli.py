@@ -80,3 +80,18 @@ def test_the_api_applies_quantization_and_step_caching():
                                         cache_threshold=0.1)
     assert type(pipe.transformer.single_blocks[0].linear1.weight) is not torch.nn.Parameter
     assert pipe.transformer.step_cache.threshold == 0.1
+
+
+def test_bench_gives_diffusers_the_same_classifier_free_guidance(capsys):
+    pytest.importorskip("diffusers")
+    from fluxai.registry import shipped_models
+
+    if "flux-tiny" not in shipped_models():
+        pytest.skip("no embedded flux-tiny weights")
+    # flux-tiny samples with true CFG by default: both pipelines must run it, or the images
+    # (and the timings) compare two passes a step against one.
+    assert main(["bench", "--model", "flux-tiny", "--size", "32x32", "--steps", "2",
+                 "--repeats", "1", "--warmup", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    diff = float(re.search(r"max \|ours - diffusers\| (\S+)", out).group(1))
+    assert diff < 1e-3
