@@ -266,14 +266,19 @@ def create_app(cfg: ServeConfig, store: JobStore | None = None, engine: Any = No
         service.identify(request)
         return {"object": "list", "data": [{"name": n} for n in sorted(service.lora_names)]}
 
-    @app.post("/v1/images/generations", tags=["openai"])
-    async def generations(body: ImageRequest, request: Request,
-                          idempotency_key: str | None = Header(None)) -> dict[str, Any]:
+    def admit_openai(body: ImageRequest, request: Request, idempotency_key: str | None):
+        """Who asks, within their rate, for a model we run: the one way an OpenAI-shaped
+        request becomes a job, whether the caller then waits for it or polls."""
         identity = service.identify(request)
         service.limiter.take(identity)
         service.check_model(body.model)
         spec = spec_from_openai(body, cfg.limits, service.lora_names)
-        job = service.submit(spec, identity, idempotency_key)
+        return service.submit(spec, identity, idempotency_key)
+
+    @app.post("/v1/images/generations", tags=["openai"])
+    async def generations(body: ImageRequest, request: Request,
+                          idempotency_key: str | None = Header(None)) -> dict[str, Any]:
+        job = admit_openai(body, request, idempotency_key)
         job = await service.wait(job.id, cfg.sync_timeout_s)
         if job.status == MODERATED:
             raise ApiError(400, "The generated image was withheld by moderation.",
@@ -298,11 +303,7 @@ def create_app(cfg: ServeConfig, store: JobStore | None = None, engine: Any = No
     @app.post("/v1/jobs", tags=["jobs"])
     async def create_job(body: ImageRequest, request: Request,
                          idempotency_key: str | None = Header(None)) -> dict[str, Any]:
-        identity = service.identify(request)
-        service.limiter.take(identity)
-        service.check_model(body.model)
-        spec = spec_from_openai(body, cfg.limits, service.lora_names)
-        return job_view(service.submit(spec, identity, idempotency_key), _base(request))
+        return job_view(admit_openai(body, request, idempotency_key), _base(request))
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])
     async def get_job(job_id: str, request: Request) -> dict[str, Any]:
