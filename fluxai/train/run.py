@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fluxai.config import AutoEncoderConfig, SamplingDefaults
+from fluxai.config import SamplingDefaults
 from fluxai.model.autoencoder import AutoEncoder
 from fluxai.model.transformer import Flux
 from fluxai.text.base import TextEncoder, build_text_encoder
@@ -98,7 +98,7 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
 
     scale, shift = latent_statistics(latents)
     cfg.autoencoder = replace(cfg.autoencoder, scale_factor=scale, shift_factor=shift)
-    ae = _with_config(ae, cfg.autoencoder)
+    ae.config = cfg.autoencoder  # decode() now applies the measured scale and shift
 
     text = TextCache.build(encoder, scenes, run_dir / "text.pt")
     defaults = sampling_defaults(cfg)
@@ -116,11 +116,6 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     export_model(cfg, model.eval(), ae, run_dir / "model", defaults)
     atomic_save({"seconds": time.time() - started}, run_dir / "timing.pt")
     return run_dir
-
-
-def _with_config(ae: AutoEncoder, config: AutoEncoderConfig) -> AutoEncoder:
-    ae.config = config
-    return ae
 
 
 def _sample_grid(cfg: TrainConfig, model: Flux, ae: AutoEncoder, encoder: TextEncoder,
