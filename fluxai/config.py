@@ -67,6 +67,10 @@ class AutoEncoderConfig:
     z_channels: int = 16
     scale_factor: float = 0.3611
     shift_factor: float = 0.1159
+    # GroupNorm groups (diffusers' norm_num_groups). FLUX.1 uses 32; a narrow autoencoder of a
+    # flat-colour world needs fewer: with one channel per group a flat patch normalises to zero
+    # and its colour is lost.
+    norm_groups: int = 32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ch_mult", tuple(self.ch_mult))

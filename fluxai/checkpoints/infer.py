@@ -84,7 +84,8 @@ def infer_flux_config(shapes: Shapes, stored: Mapping[str, Any] | None = None) -
 
 def infer_autoencoder_config(shapes: Shapes, stored: Mapping[str, Any] | None = None
                              ) -> AutoEncoderConfig:
-    """The autoencoder config these shapes imply; `stored` supplies scale, shift, resolution."""
+    """The autoencoder config these shapes imply; `stored` supplies what shapes cannot tell
+    (scale, shift, resolution, norm groups)."""
     stored = dict(stored or {})
     ch, in_channels = _need(shapes, "encoder.conv_in.weight")[:2]
     levels = _count(shapes, "encoder.down.")
@@ -107,6 +108,7 @@ def infer_autoencoder_config(shapes: Shapes, stored: Mapping[str, Any] | None = 
         z_channels=_need(shapes, "encoder.conv_out.weight")[0] // 2,
         scale_factor=float(stored.get("scale_factor", defaults.scale_factor)),
         shift_factor=float(stored.get("shift_factor", defaults.shift_factor)),
+        norm_groups=int(stored.get("norm_groups", defaults.norm_groups)),
     )
 
 
@@ -120,4 +122,6 @@ def hints_from_diffusers(kind: str, config: Mapping[str, Any]) -> dict[str, Any]
     hints["shift_factor"] = config.get("shift_factor") or 0.0
     if config.get("sample_size"):
         hints["resolution"] = config["sample_size"]
+    if config.get("norm_num_groups"):
+        hints["norm_groups"] = config["norm_num_groups"]
     return hints

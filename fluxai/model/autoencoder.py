@@ -17,14 +17,14 @@ def swish(x: Tensor) -> Tensor:
     return x * torch.sigmoid(x)
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 class AttnBlock(nn.Module):
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, groups: int = 32):
         super().__init__()
-        self.norm = _norm(in_channels)
+        self.norm = _norm(in_channels, groups)
         self.q = nn.Conv2d(in_channels, in_channels, kernel_size=1)
         self.k = nn.Conv2d(in_channels, in_channels, kernel_size=1)
         self.v = nn.Conv2d(in_channels, in_channels, kernel_size=1)
@@ -41,11 +41,11 @@ class AttnBlock(nn.Module):
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, groups: int = 32):
         super().__init__()
-        self.norm1 = _norm(in_channels)
+        self.norm1 = _norm(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
-        self.norm2 = _norm(out_channels)
+        self.norm2 = _norm(out_channels, groups)
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, stride=1, padding=1)
         if in_channels != out_channels:
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, kernel_size=1)
@@ -77,11 +77,11 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def _mid(channels: int) -> nn.Module:
+def _mid(channels: int, groups: int) -> nn.Module:
     mid = nn.Module()
-    mid.block_1 = ResnetBlock(channels, channels)
-    mid.attn_1 = AttnBlock(channels)
-    mid.block_2 = ResnetBlock(channels, channels)
+    mid.block_1 = ResnetBlock(channels, channels, groups)
+    mid.attn_1 = AttnBlock(channels, groups)
+    mid.block_2 = ResnetBlock(channels, channels, groups)
     return mid
 
 
@@ -103,13 +103,13 @@ class Encoder(nn.Module):
             stage.block = nn.ModuleList()
             stage.attn = nn.ModuleList()  # empty in FLUX; kept for the key layout
             for _ in range(cfg.num_res_blocks):
-                stage.block.append(ResnetBlock(block_in, block_out))
+                stage.block.append(ResnetBlock(block_in, block_out, cfg.norm_groups))
                 block_in = block_out
             if level != len(cfg.ch_mult) - 1:
                 stage.downsample = Downsample(block_in)
             self.down.append(stage)
-        self.mid = _mid(block_in)
-        self.norm_out = _norm(block_in)
+        self.mid = _mid(block_in, cfg.norm_groups)
+        self.norm_out = _norm(block_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(block_in, 2 * cfg.z_channels, kernel_size=3, stride=1, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -128,7 +128,7 @@ class Decoder(nn.Module):
         super().__init__()
         block_in = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = nn.Conv2d(cfg.z_channels, block_in, kernel_size=3, stride=1, padding=1)
-        self.mid = _mid(block_in)
+        self.mid = _mid(block_in, cfg.norm_groups)
         stages: list[nn.Module] = []
         for level in reversed(range(len(cfg.ch_mult))):
             block_out = cfg.ch * cfg.ch_mult[level]
@@ -136,13 +136,13 @@ class Decoder(nn.Module):
             stage.block = nn.ModuleList()
             stage.attn = nn.ModuleList()
             for _ in range(cfg.num_res_blocks + 1):
-                stage.block.append(ResnetBlock(block_in, block_out))
+                stage.block.append(ResnetBlock(block_in, block_out, cfg.norm_groups))
                 block_in = block_out
             if level != 0:
                 stage.upsample = Upsample(block_in)
             stages.insert(0, stage)  # index by level, so keys read up.0 = full resolution
         self.up = nn.ModuleList(stages)
-        self.norm_out = _norm(block_in)
+        self.norm_out = _norm(block_in, cfg.norm_groups)
         self.conv_out = nn.Conv2d(block_in, cfg.out_ch, kernel_size=3, stride=1, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -1,7 +1,8 @@
-"""Stage 1: the autoencoder, trained on random crops of the rendered scenes.
+"""Stage 1: the autoencoder, trained on crops of the rendered scenes, then on whole canvases.
 
-The network is fully convolutional apart from its bottleneck attention, so 64x64 crops teach
-the same edges as full images at a quarter of the cost.
+The network is fully convolutional apart from its bottleneck attention, so small crops teach
+the same edges as full images at a fraction of the cost; GroupNorm statistics do depend on the
+canvas, hence a short last phase on whole images.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from fluxai.model.autoencoder import AutoEncoder
 from fluxai.train.checkpoint import load_state, save_state
 from fluxai.train.config import TrainConfig
 from fluxai.train.data import Scenes
-
-CROP = 64
 
 
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
@@ -55,6 +54,20 @@ def object_crops(images: torch.Tensor, size: int, generator: torch.Generator) ->
     return torch.stack(crops)
 
 
+def training_batch(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Half object-centred crops (small shapes are what must survive), half uniform ones (so
+    normalisation statistics also see mostly-background crops, as in whole canvases)."""
+    _, _, h, w = images.shape
+    if size >= min(h, w):
+        return images
+    half = len(images) // 2
+    ys = torch.randint(0, h - size + 1, (len(images) - half,), generator=generator).tolist()
+    xs = torch.randint(0, w - size + 1, (len(images) - half,), generator=generator).tolist()
+    uniform = [img[:, y:y + size, x:x + size] for img, y, x in zip(images[half:], ys, xs,
+                                                                        strict=True)]
+    return torch.cat([object_crops(images[:half], size, generator), torch.stack(uniform)])
+
+
 def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEncoder:
     tc = cfg.ae_train
     ae = AutoEncoder(cfg.autoencoder)
@@ -66,6 +79,11 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
         ae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, losses = state["step"], state["losses"]
+    else:
+        # Posterior std starts near 0.02, not 1: otherwise the decoder's first thousand steps
+        # see mostly noise.
+        with torch.no_grad():
+            ae.encoder.conv_out.bias[cfg.autoencoder.z_channels:] = -8.0
     if start >= tc.steps:
         return ae.eval()
     gen = torch.Generator().manual_seed(cfg.data.seed + 7 + start)
@@ -75,8 +93,14 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.lr, tc.warmup, tc.steps)
-        idx = torch.randint(0, len(scenes.images), (tc.batch_size,), generator=gen)
-        x = object_crops(scenes.to_model_input(idx), CROP, gen)
+        whole = step >= tc.steps - tc.full_image_steps
+        # A whole canvas costs (size / crop)^2 crops: keep the pixels per step about equal.
+        count = max(2, tc.batch_size * tc.crop ** 2 // cfg.data.size ** 2) if whole \
+            else tc.batch_size
+        idx = torch.randint(0, len(scenes.images), (count,), generator=gen)
+        x = scenes.to_model_input(idx)
+        if not whole:
+            x = training_batch(x, tc.crop, gen)
         mean, logvar = ae.encode_moments(x)
         logvar = logvar.clamp(-30.0, 20.0)
         z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)

@@ -34,6 +34,8 @@ class AutoEncoderTrain:
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     object_weight: float = 10.0  # loss weight of object pixels relative to background ones
+    crop: int = 48  # training crop side: half centred on an object, half uniform
+    full_image_steps: int = 100  # final steps on whole canvases, so GroupNorm sees their statistics
 
 
 @dataclass

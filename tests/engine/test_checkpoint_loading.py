@@ -131,6 +131,15 @@ def test_autoencoder_round_trips_with_its_scale_and_shift(ae, tmp_path):
     assert_same_weights(loaded, ae)
 
 
+def test_autoencoder_norm_groups_survive_a_round_trip(tmp_path):
+    narrow = AutoEncoder(AutoEncoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1,
+                                           z_channels=4, norm_groups=8))
+    save_autoencoder(narrow, tmp_path / "ae.safetensors")
+    loaded = load_autoencoder(tmp_path / "ae.safetensors")
+    assert loaded.config.norm_groups == 8
+    assert loaded.decoder.norm_out.num_groups == 8
+
+
 def test_dtype_converts_every_weight_at_load(bfl_file):
     loaded = load_transformer(bfl_file, dtype=torch.bfloat16)
     assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}

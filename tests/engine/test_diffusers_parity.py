@@ -81,3 +81,16 @@ def test_autoencoder_decode_matches_diffusers_autoencoder_kl(autoencoders):
                                  + theirs.config.shift_factor).sample
         got = ours.decode(z)
     assert (got - expected).abs().max().item() <= TOLERANCE
+
+
+def test_autoencoder_with_eight_norm_groups_matches_diffusers(tmp_path):
+    cfg = AutoEncoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=4, norm_groups=8)
+    ours = load_seeded(AutoEncoder(cfg), seed=23).eval()
+    save_autoencoder(ours, tmp_path / "vae", layout="diffusers")
+    theirs = diffusers.AutoencoderKL.from_pretrained(tmp_path / "vae").eval()
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    with torch.no_grad():
+        expected = theirs.decode(theirs.encode(image).latent_dist.mean).sample
+        got = ours.decoder(ours.encode_moments(image)[0])
+    assert theirs.config.norm_num_groups == 8
+    assert (got - expected).abs().max().item() <= TOLERANCE

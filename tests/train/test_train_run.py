@@ -21,6 +21,7 @@ ch = 32
 ch_mult = [1, 2]
 num_res_blocks = 1
 z_channels = 4
+norm_groups = 8
 [transformer]
 in_channels = 16
 out_channels = 16
@@ -39,6 +40,8 @@ size = 64
 [ae_train]
 steps = 3
 batch_size = 4
+crop = 32
+full_image_steps = 1
 warmup = 1
 [flow_train]
 steps = 4
