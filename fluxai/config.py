@@ -74,6 +74,10 @@ class AutoEncoderConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ch_mult", tuple(self.ch_mult))
+        widths = sorted({self.ch * m for m in self.ch_mult})
+        if any(w % self.norm_groups for w in widths):
+            raise ValueError(f"norm_groups {self.norm_groups} must divide every autoencoder "
+                             f"width; this config has widths {widths}")
 
     @property
     def downscale(self) -> int:

@@ -22,7 +22,7 @@ def _norm(channels: int, groups: int) -> nn.GroupNorm:
 
 
 class AttnBlock(nn.Module):
-    def __init__(self, in_channels: int, groups: int = 32):
+    def __init__(self, in_channels: int, groups: int):
         super().__init__()
         self.norm = _norm(in_channels, groups)
         self.q = nn.Conv2d(in_channels, in_channels, kernel_size=1)
@@ -41,7 +41,7 @@ class AttnBlock(nn.Module):
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, groups: int = 32):
+    def __init__(self, in_channels: int, out_channels: int, groups: int):
         super().__init__()
         self.norm1 = _norm(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)

@@ -317,3 +317,8 @@ def test_same_dtype_tensors_are_views_of_the_mapped_file_not_copies(bfl_file):
     file, name = ckpt.sources["img_in.weight"].pieces[0]
     mapping = ctypes.addressof(ctypes.c_char.from_buffer(file._mapped()))
     assert tensor.data_ptr() == mapping + file.entries[name].start
+
+
+def test_norm_groups_that_do_not_divide_a_width_are_refused():
+    with pytest.raises(ValueError, match="norm_groups 48 must divide every autoencoder width"):
+        AutoEncoderConfig(ch=32, ch_mult=(1, 2), norm_groups=48)
