@@ -28,7 +28,8 @@ NP_FORMS = {
 }
 PLAIN_NP = {"train": ["{a} {size} {shape}"], "heldout": ["{a} {size} {shape}"]}
 
-ARTICLES = {"train": ["a", "a", "a", "one", "a single"], "heldout": ["a", "just one"]}
+# "" gives the bare noun phrase the contract lists ("red circle, white background").
+ARTICLES = {"train": ["a", "a", "a", "one", "a single", ""], "heldout": ["a", "just one"]}
 
 POSITION_PHRASES = {
     "top left": ["in the top left corner", "at the top left", "in the upper left",
@@ -87,7 +88,7 @@ TEMPLATES = {
             "a flat illustration of {o}", "i see {o}", "{o} is drawn", "render {o}",
             "here is {o}", "an icon of {o}", "a canvas with {o}", "{o}, nothing else",
             "just {o}", "one object: {o}", "a scene with {o}", "{o} alone",
-            "a drawing showing {o}",
+            "a drawing showing {o}", "a photo of {o}", "{o} on the canvas",
         ],
         "two": [
             "{o1} and {o2}", "{o1} and {o2}.", "{o1} next to {o2}", "{o1} with {o2}",
@@ -96,7 +97,8 @@ TEMPLATES = {
             "{o1} together with {o2}", "both {o1} and {o2}", "{o1} as well as {o2}",
             "a scene with {o1} and {o2}", "show {o1} and {o2}", "{o1} beside {o2}",
             "two objects: {o1} and {o2}", "{o1} alongside {o2}", "here are {o1} and {o2}",
-            "a canvas with {o1} and {o2}", "{o1} and also {o2}",
+            "a canvas with {o1} and {o2}", "{o1} and also {o2}", "a photo of {o1} and {o2}",
+            "{o1} and {o2} on the canvas",
         ],
         "relation": [
             "{o1} {rel} {o2}", "{o1} {rel} {o2}.", "there is {o1} {rel} {o2}",
@@ -106,7 +108,7 @@ TEMPLATES = {
             "a scene where {o1} is {rel} {o2}",
             "{o1} drawn {rel} {o2}", "{o2} with {o1} {rev}", "{o2}, and {o1} {rev}",
             "{o1} that is {rel} {o2}", "a canvas with {o1} {rel} {o2}", "{o1} located {rel} {o2}",
-            "here is {o1} {rel} {o2}", "{o1}, {rel} {o2}",
+            "here is {o1} {rel} {o2}", "{o1}, {rel} {o2}", "a photo of {o1} {rel} {o2}",
         ],
         "count": [
             "{n} {objs}", "{n} {objs}.", "there are {n} {objs}", "an image of {n} {objs}",
@@ -115,7 +117,8 @@ TEMPLATES = {
             "show {n} {objs}", "a scene with {n} {objs}", "{digit} {objs} on the canvas",
             "{n} {objs} scattered around", "count them: {n} {objs}", "a set of {n} {objs}",
             "precisely {n} {objs}", "{n} {objs} and nothing else", "here are {n} {objs}",
-            "{n} {objs} drawn", "a canvas with {digit} {objs}",
+            "{n} {objs} drawn", "a canvas with {digit} {objs}", "a photo of {n} {objs}",
+            "{n} {objs} on the canvas",
         ],
     },
     "heldout": {

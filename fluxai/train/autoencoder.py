@@ -17,8 +17,36 @@ from tqdm import tqdm
 
 from fluxai.model.autoencoder import AutoEncoder
 from fluxai.train.checkpoint import load_state, save_state
-from fluxai.train.config import TrainConfig
+from fluxai.train.config import AutoEncoderTrain, TrainConfig
 from fluxai.train.data import Scenes
+from fluxai.train.precision import autocast
+
+# Pixels are judged by their nearest palette colour; this temperature (in squared [-1, 1]
+# units; the closest two palette colours are 0.33 apart) makes the palette cross-entropy
+# confident once a pixel sits clearly nearer its own colour than any other.
+PALETTE_TEMPERATURE = 0.1
+
+
+def palette_tensor() -> torch.Tensor:
+    """(K, 3) palette colours in the autoencoder's [-1, 1] space."""
+    from fluxai.shapes.world import WORLD
+
+    return torch.tensor(list(WORLD.palette.values()), dtype=torch.float32) / 127.5 - 1.0
+
+
+def palette_cross_entropy(recon: torch.Tensor, target: torch.Tensor, palette: torch.Tensor
+                          ) -> torch.Tensor:
+    """Per-pixel (N, 1, H, W) cross-entropy of the palette colour nearest the target, with
+    logits the negative squared distances of the reconstruction to each palette colour.
+
+    L1/L2 accept a soft edge that is off by half a colour; the judge does not, since it
+    snaps every pixel to a palette colour. This term pays for exactly the pixels it would
+    misread, so edges and small shapes sharpen much sooner."""
+    dist = (recon[:, None] - palette[None, :, :, None, None]).pow(2).sum(2)  # (N, K, H, W)
+    with torch.no_grad():
+        labels = (target[:, None] - palette[None, :, :, None, None]).pow(2).sum(2).argmin(1)
+    ce = torch.nn.functional.cross_entropy(-dist / PALETTE_TEMPERATURE, labels, reduction="none")
+    return ce[:, None]
 
 
 def lr_at(step: int, base: float, warmup: int, total: int) -> float:
@@ -68,9 +96,21 @@ def training_batch(images: torch.Tensor, size: int, generator: torch.Generator) 
     return torch.cat([object_crops(images[:half], size, generator), torch.stack(uniform)])
 
 
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, tc: AutoEncoderTrain,
+                        palette: torch.Tensor) -> torch.Tensor:
+    # Object pixels weigh more than background: small shapes are what must survive.
+    weight = 1.0 + (tc.object_weight - 1.0) * object_mask(x)
+    error = tc.l1_weight * (recon - x).abs() + tc.l2_weight * (recon - x).pow(2)
+    if tc.palette_weight:
+        error = error + tc.palette_weight * palette_cross_entropy(recon, x, palette)
+    return (weight * error).mean() / weight.mean()
+
+
 def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEncoder:
     tc = cfg.ae_train
-    ae = AutoEncoder(cfg.autoencoder)
+    device = torch.device(cfg.device)
+    ae = AutoEncoder(cfg.autoencoder).to(device, memory_format=torch.channels_last)
+    palette = palette_tensor().to(device)
     opt = torch.optim.AdamW(ae.parameters(), lr=tc.lr, weight_decay=0.0)
     ckpt = run_dir / "autoencoder_state.pt"
     state = load_state(ckpt)
@@ -85,7 +125,7 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
         with torch.no_grad():
             ae.encoder.conv_out.bias[cfg.autoencoder.z_channels:] = -8.0
     if start >= tc.steps:
-        return ae.eval()
+        return ae.cpu().eval()
     gen = torch.Generator().manual_seed(cfg.data.seed + 7 + start)
     ae.train()
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="autoencoder")
@@ -101,15 +141,15 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
         x = scenes.to_model_input(idx)
         if not whole:
             x = training_batch(x, tc.crop, gen)
-        mean, logvar = ae.encode_moments(x)
-        logvar = logvar.clamp(-30.0, 20.0)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)
-        recon = ae.decoder(z)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout
+        with autocast(cfg.precision, device):
+            mean, logvar = ae.encode_moments(x)
+            mean, logvar = mean.float(), logvar.float().clamp(-30.0, 20.0)
+            noise = torch.randn(mean.shape, generator=gen).to(device)
+            z = mean + torch.exp(0.5 * logvar) * noise
+            recon = ae.decoder(z).float()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
-        # Object pixels weigh more than background: small shapes are what must survive.
-        weight = 1.0 + (tc.object_weight - 1.0) * object_mask(x)
-        error = tc.l1_weight * (recon - x).abs() + tc.l2_weight * (recon - x).pow(2)
-        loss = (weight * error).mean() / weight.mean() + tc.kl_weight * kl
+        loss = reconstruction_loss(recon, x, tc, palette) + tc.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
@@ -120,7 +160,59 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
             save_state(ckpt, model=ae.state_dict(), optimizer=opt.state_dict(), step=step + 1,
                        losses=losses)
             last_save = time.time()
-    return ae.eval()
+    return ae.cpu().eval()
+
+
+def finetune_decoder(cfg: TrainConfig, ae: AutoEncoder, scenes: Scenes, latents: torch.Tensor,
+                     run_dir: Path) -> AutoEncoder:
+    """Train the decoder alone on whole canvases from the cached (frozen-encoder) latents.
+
+    The latent space is fixed once latents are cached, so the decoder can keep learning
+    without invalidating a flow model trained on them; it also sees the latents with a little
+    noise, as a flow model's samples are never exactly an encoder's output. Needs no encoder
+    pass, so a step costs about half an autoencoder step."""
+    tc = cfg.ae_train
+    if tc.decoder_steps <= 0:
+        return ae
+    device = torch.device(cfg.device)
+    decoder = ae.decoder.to(device, memory_format=torch.channels_last)
+    palette = palette_tensor().to(device)
+    opt = torch.optim.AdamW(decoder.parameters(), lr=tc.decoder_lr, weight_decay=0.0)
+    ckpt = run_dir / "decoder_state.pt"
+    state = load_state(ckpt)
+    start, losses = 0, []
+    if state is not None:
+        decoder.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, losses = state["step"], state["losses"]
+    gen = torch.Generator().manual_seed(cfg.data.seed + 13 + start)
+    noise_std = tc.decoder_noise * latents.std().item()
+    count = max(2, tc.batch_size * tc.crop ** 2 // cfg.data.size ** 2)
+    decoder.train()
+    bar = tqdm(range(start, tc.decoder_steps), initial=start, total=tc.decoder_steps,
+               desc="decoder")
+    last_save = time.time()
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc.decoder_lr, tc.warmup, tc.decoder_steps)
+        idx = torch.randint(0, len(scenes.images), (count,), generator=gen)
+        x = scenes.to_model_input(idx).to(device).contiguous(memory_format=torch.channels_last)
+        z = latents[idx] + noise_std * torch.randn(latents[idx].shape, generator=gen)
+        with autocast(cfg.precision, device):
+            recon = decoder(z.to(device).contiguous(memory_format=torch.channels_last)).float()
+        loss = reconstruction_loss(recon, x, tc, palette)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if time.time() - last_save > 120 or step + 1 == tc.decoder_steps:
+            save_state(ckpt, model=decoder.state_dict(), optimizer=opt.state_dict(),
+                       step=step + 1, losses=losses)
+            last_save = time.time()
+    ae.decoder = decoder.cpu().eval()
+    return ae
 
 
 @torch.no_grad()

@@ -17,8 +17,8 @@ from fluxai.config import AutoEncoderConfig, FluxConfig
 
 @dataclass
 class DataConfig:
-    count: int = 20_000  # distinct rendered scenes
-    captions_per_image: int = 2  # phrasings per scene; one is drawn per epoch
+    count: int = 50_000  # distinct rendered scenes
+    captions_per_image: int = 3  # phrasings per scene; one is drawn per epoch
     size: int = 128
     seed: int = 0
     supersample: int = 1  # 1: hard edges, which an L1-trained autoencoder reproduces crisply
@@ -26,7 +26,7 @@ class DataConfig:
 
 @dataclass
 class AutoEncoderTrain:
-    steps: int = 1_800
+    steps: int = 4_000
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 50
@@ -34,32 +34,38 @@ class AutoEncoderTrain:
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     object_weight: float = 10.0  # loss weight of object pixels relative to background ones
-    crop: int = 48  # training crop side: half centred on an object, half uniform
-    full_image_steps: int = 100  # final steps on whole canvases, so GroupNorm sees their statistics
+    palette_weight: float = 0.1  # cross-entropy of each pixel's nearest palette colour
+    crop: int = 64  # training crop side: half centred on an object, half uniform
+    full_image_steps: int = 200  # final steps on whole canvases, so GroupNorm sees their statistics
+    # After the latents are cached (and, in `fluxai train`, after the flow model): the decoder
+    # alone, on whole canvases, from the frozen encoder's latents.
+    decoder_steps: int = 1_200
+    decoder_lr: float = 5e-4
+    decoder_noise: float = 0.05  # latent noise, relative to the latents' std
 
 
 @dataclass
 class FlowTrain:
-    steps: int = 3_000
-    batch_size: int = 32
-    lr: float = 5e-4
+    steps: int = 3_600
+    batch_size: int = 128
+    lr: float = 8e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
-    warmup: int = 150
+    warmup: int = 300
     grad_clip: float = 1.0
     caption_dropout: float = 0.1  # empty-prompt examples teach the unconditional branch for CFG
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
     shift: bool = True  # resolution-dependent time shift of the sampled timesteps
     ema_decay: float = 0.999
-
+    compile: bool = True  # torch.compile the transformer (a minute of compiling, then faster)
 
 
 @dataclass
 class OutputConfig:
     dir: str = "runs/flux-tiny"
-    sample_every: int = 1_000  # steps between sample grids
-    checkpoint_every: int = 250  # steps between resumable checkpoints
+    sample_every: int = 2_000  # steps between sample grids
+    checkpoint_every: int = 500  # steps between resumable checkpoints
     sample_prompts: list[str] = field(default_factory=lambda: [
         "a red star above a blue circle",
         "three green triangles",
@@ -77,13 +83,14 @@ class TrainConfig:
     text_max_length: int = 24
     device: str = "cpu"
     threads: int = 0  # 0: torch's default
+    precision: str = "auto"  # bf16 autocast where bf16 is native (CUDA, AMX CPUs), else fp32
     autoencoder: AutoEncoderConfig = field(default_factory=lambda: AutoEncoderConfig(
-        resolution=128, ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=8,
+        resolution=128, ch=32, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1, z_channels=16,
         norm_groups=8, scale_factor=1.0, shift_factor=0.0,
     ))
     transformer: FluxConfig = field(default_factory=lambda: FluxConfig(
-        in_channels=32, out_channels=32, vec_in_dim=384, context_in_dim=384, hidden_size=256,
-        num_heads=4, depth=2, depth_single_blocks=4, axes_dim=(8, 28, 28), guidance_embed=False,
+        in_channels=64, out_channels=64, vec_in_dim=384, context_in_dim=384, hidden_size=256,
+        num_heads=4, depth=3, depth_single_blocks=5, axes_dim=(8, 28, 28), guidance_embed=False,
     ))
     data: DataConfig = field(default_factory=DataConfig)
     ae_train: AutoEncoderTrain = field(default_factory=AutoEncoderTrain)

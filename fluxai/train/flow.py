@@ -21,6 +21,7 @@ from fluxai.train.config import TrainConfig
 from fluxai.train.data import TextCache
 from fluxai.train.ema import EMA
 from fluxai.train.plots import loss_curve
+from fluxai.train.precision import autocast
 
 
 def sample_timesteps(batch: int, cfg: TrainConfig, seq_len: int, generator: torch.Generator
@@ -72,7 +73,8 @@ def train_flow(
     # tail of a longer cache is all zeros for every caption that fits.
     length = min(cfg.text_max_length, text.context.shape[1])
     txt_ids = text_ids(tc.batch_size, length, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if tc.compile:
+        forward = torch.compile(forward)
     model.train()
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="flow",
                disable=not d.is_main)
@@ -92,7 +94,7 @@ def train_flow(
         tb = t[:, None, None, None]
         xt = (1 - tb) * x0 + tb * noise
         target = pack(noise - x0).to(device)
-        with autocast:
+        with autocast(cfg.precision, device):
             pred = forward(pack(xt).to(device), img_ids,
                            text.context[rows, :length].float().to(device), txt_ids, t.to(device),
                            text.pooled[rows].to(device))

@@ -1,7 +1,8 @@
 """`fluxai train`: every stage of a Shapes World model, each cached and resumable.
 
 scenes -> autoencoder -> latents (+ their scale and shift) -> caption embeddings -> flow model
--> exported model folder (BFL-layout safetensors) that `FluxPipeline.from_pretrained` loads.
+-> decoder fine-tuning on the frozen latents (optional) -> exported model folder (BFL-layout
+safetensors) that `FluxPipeline.from_pretrained` loads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fluxai.model.transformer import Flux
 from fluxai.text.base import TextEncoder, build_text_encoder
 from fluxai.train import distributed
 from fluxai.train.autoencoder import (
+    finetune_decoder,
     judged_reconstruction,
     reconstruction_report,
     train_autoencoder,
@@ -112,6 +114,13 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample)
     if not distributed.is_main_process():
         return run_dir
+    if cfg.ae_train.decoder_steps > 0:
+        # Last, because it leaves the latent space (and so the flow model) untouched.
+        ae = finetune_decoder(cfg, ae, scenes, latents, run_dir)
+        report["judged_after_decoder"] = judged_reconstruction(
+            ae, cfg.data.size, count=min(120, cfg.data.count))
+        (run_dir / "autoencoder_report.json").write_text(json.dumps(report, indent=2))
+        print(f"after decoder fine-tuning: {report['judged_after_decoder']}")
     ema.copy_to(model)
     export_model(cfg, model.eval(), ae, run_dir / "model", defaults)
     atomic_save({"seconds": time.time() - started}, run_dir / "timing.pt")

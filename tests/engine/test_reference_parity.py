@@ -32,7 +32,10 @@ def test_transformer_output_matches_the_bfl_reference(variant):
     with torch.no_grad():
         out = model(data["img"], data["img_ids"], data["txt"], data["txt_ids"],
                     data["timesteps"], data["y"], data.get("guidance"))
-    assert (out - data["output"]).abs().max().item() <= TOLERANCE
+    # float32 round-off scales with the output (|max| ~4 here) and with the BLAS: AMX/AVX-512
+    # machines sum in another order than the one that made the fixture.
+    scale = max(1.0, data["output"].abs().max().item())
+    assert (out - data["output"]).abs().max().item() <= TOLERANCE * scale
 
 
 def test_transformer_fixture_is_sensitive_to_the_guidance_strength():

@@ -43,10 +43,12 @@ batch_size = 4
 crop = 32
 full_image_steps = 1
 warmup = 1
+decoder_steps = 2
 [flow_train]
 steps = 4
 batch_size = 4
 warmup = 1
+compile = false
 [output]
 sample_every = 4
 checkpoint_every = 2
@@ -77,6 +79,25 @@ def test_training_exports_a_model_the_pipeline_loads(recipe, tmp_path):
     image = pipe("a red circle", seed=0).images[0]
     assert image.size == (64, 64)
     assert pipe.defaults.num_inference_steps == 3 and pipe.defaults.true_cfg_scale > 1
+
+
+def test_decoder_fine_tuning_changes_the_decoder_and_never_the_encoder(recipe, tmp_path):
+    assert _train(recipe, "--stage", "ae") == 0
+    run = tmp_path / "run"
+    trained = torch.load(run / "autoencoder_state.pt", weights_only=False)["model"]
+    assert _train(recipe) == 0
+    decoder = torch.load(run / "decoder_state.pt", weights_only=False)
+    assert decoder["step"] == 2
+    assert any(not torch.equal(v, trained[f"decoder.{k}"]) for k, v in decoder["model"].items())
+    pipe = FluxPipeline.from_pretrained(run / "model")
+    exported = pipe.vae.state_dict()
+    for key, value in trained.items():
+        if key.startswith("encoder."):
+            assert torch.allclose(exported[key].float(), value, atol=1e-2, rtol=1e-2), key
+    for key, value in decoder["model"].items():
+        assert torch.allclose(exported[f"decoder.{key}"].float(), value, atol=1e-2, rtol=1e-2)
+    report = json.loads((run / "autoencoder_report.json").read_text())
+    assert set(report["judged_after_decoder"]) >= {"overall"}
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(recipe, tmp_path):
@@ -110,4 +131,15 @@ def test_torchrun_trains_the_flow_stage_data_parallel(recipe, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
     assert state["step"] == 4
+    assert (tmp_path / "run" / "model" / "transformer.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_compiled_flow_stage_trains_and_exports(recipe, tmp_path):
+    recipe.write_text(recipe.read_text().replace("compile = false", "compile = true"))
+    assert _train(recipe) == 0
+    state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
+    assert state["step"] == 4 and all(torch.isfinite(torch.tensor(state["losses"])))
+    # Checkpoints hold the plain module's names, not torch.compile's wrapper's.
+    assert not any(k.startswith("_orig_mod.") for k in state["model"])
     assert (tmp_path / "run" / "model" / "transformer.safetensors").is_file()
