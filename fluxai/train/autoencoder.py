@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from fluxai.model.autoencoder import AutoEncoder
-from fluxai.train.checkpoint import load_state, save_state
+from fluxai.train.checkpoint import resume, save_state
 from fluxai.train.config import AutoEncoderTrain, TrainConfig
 from fluxai.train.data import Scenes
 from fluxai.train.precision import autocast
@@ -113,13 +113,8 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
     palette = palette_tensor().to(device)
     opt = torch.optim.AdamW(ae.parameters(), lr=tc.lr, weight_decay=0.0)
     ckpt = run_dir / "autoencoder_state.pt"
-    state = load_state(ckpt)
-    start, losses = 0, []
-    if state is not None:
-        ae.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, losses = state["step"], state["losses"]
-    else:
+    start, losses, state = resume(ckpt, ae, opt)
+    if state is None:
         # Posterior std starts near 0.02, not 1: otherwise the decoder's first thousand steps
         # see mostly noise.
         with torch.no_grad():
@@ -179,12 +174,7 @@ def finetune_decoder(cfg: TrainConfig, ae: AutoEncoder, scenes: Scenes, latents:
     palette = palette_tensor().to(device)
     opt = torch.optim.AdamW(decoder.parameters(), lr=tc.decoder_lr, weight_decay=0.0)
     ckpt = run_dir / "decoder_state.pt"
-    state = load_state(ckpt)
-    start, losses = 0, []
-    if state is not None:
-        decoder.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, losses = state["step"], state["losses"]
+    start, losses, _ = resume(ckpt, decoder, opt)
     gen = torch.Generator().manual_seed(cfg.data.seed + 13 + start)
     noise_std = tc.decoder_noise * latents.std().item()
     count = max(2, tc.batch_size * tc.crop ** 2 // cfg.data.size ** 2)

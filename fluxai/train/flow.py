@@ -16,7 +16,7 @@ from fluxai.model.transformer import Flux
 from fluxai.sampling import image_ids, pack, text_ids, time_shift_mu
 from fluxai.train import distributed
 from fluxai.train.autoencoder import lr_at
-from fluxai.train.checkpoint import load_state, save_state
+from fluxai.train.checkpoint import resume, save_state
 from fluxai.train.config import TrainConfig
 from fluxai.train.data import TextCache
 from fluxai.train.ema import EMA
@@ -53,13 +53,9 @@ def train_flow(
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas,
                             weight_decay=tc.weight_decay)
     ckpt = run_dir / "flow_state.pt"
-    state = load_state(ckpt)
-    start, losses = 0, []
+    start, losses, state = resume(ckpt, model, opt)
     if state is not None:
-        model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        start, losses = state["step"], state["losses"]
     if start >= tc.steps:
         return model, ema
     # DDP averages gradients across processes; the EMA and checkpoints follow `model` itself.
