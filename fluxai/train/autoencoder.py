@@ -106,6 +106,13 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, tc: AutoEncoderTra
     return (weight * error).mean() / weight.mean()
 
 
+def whole_canvas_batch(cfg: TrainConfig) -> int:
+    """Whole canvases per step: a canvas costs (size / crop)^2 crops, so this keeps the
+    pixels per step about equal to a crop batch's."""
+    tc = cfg.ae_train
+    return max(2, tc.batch_size * tc.crop ** 2 // cfg.data.size ** 2)
+
+
 def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEncoder:
     tc = cfg.ae_train
     device = torch.device(cfg.device)
@@ -129,9 +136,7 @@ def train_autoencoder(cfg: TrainConfig, scenes: Scenes, run_dir: Path) -> AutoEn
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.lr, tc.warmup, tc.steps)
         whole = step >= tc.steps - tc.full_image_steps
-        # A whole canvas costs (size / crop)^2 crops: keep the pixels per step about equal.
-        count = max(2, tc.batch_size * tc.crop ** 2 // cfg.data.size ** 2) if whole \
-            else tc.batch_size
+        count = whole_canvas_batch(cfg) if whole else tc.batch_size
         idx = torch.randint(0, len(scenes.images), (count,), generator=gen)
         x = scenes.to_model_input(idx)
         if not whole:
@@ -177,7 +182,7 @@ def finetune_decoder(cfg: TrainConfig, ae: AutoEncoder, scenes: Scenes, latents:
     start, losses, _ = resume(ckpt, decoder, opt)
     gen = torch.Generator().manual_seed(cfg.data.seed + 13 + start)
     noise_std = tc.decoder_noise * latents.std().item()
-    count = max(2, tc.batch_size * tc.crop ** 2 // cfg.data.size ** 2)
+    count = whole_canvas_batch(cfg)
     decoder.train()
     bar = tqdm(range(start, tc.decoder_steps), initial=start, total=tc.decoder_steps,
                desc="decoder")
@@ -187,7 +192,8 @@ def finetune_decoder(cfg: TrainConfig, ae: AutoEncoder, scenes: Scenes, latents:
             group["lr"] = lr_at(step, tc.decoder_lr, tc.warmup, tc.decoder_steps)
         idx = torch.randint(0, len(scenes.images), (count,), generator=gen)
         x = scenes.to_model_input(idx).to(device).contiguous(memory_format=torch.channels_last)
-        z = latents[idx] + noise_std * torch.randn(latents[idx].shape, generator=gen)
+        z = latents[idx]
+        z = z + noise_std * torch.randn(z.shape, generator=gen)
         with autocast(cfg.precision, device):
             recon = decoder(z.to(device).contiguous(memory_format=torch.channels_last)).float()
         loss = reconstruction_loss(recon, x, tc, palette)

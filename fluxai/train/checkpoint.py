@@ -35,4 +35,3 @@ def resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return state["step"], state["losses"], state
-

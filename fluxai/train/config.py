@@ -13,6 +13,7 @@ from typing import Any
 import tomllib
 
 from fluxai.config import AutoEncoderConfig, FluxConfig
+from fluxai.train.precision import PRECISIONS
 
 
 @dataclass
@@ -131,4 +132,9 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
         values = yaml.safe_load(text) or {}
     else:
         values = tomllib.loads(text)
-    return _merge(config, values, "")
+    config = _merge(config, values, "")
+    # Checked here, not at the first training step minutes later.
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {config.precision!r}")
+    return config

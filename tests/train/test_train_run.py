@@ -119,6 +119,15 @@ def test_an_unknown_recipe_key_is_a_one_line_error(tmp_path, capsys):
     assert "unknown key flow_train.'stepz'" in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_unknown_precision_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'precision = "fp16"\n[output]\ndir = "{tmp_path / "run"}"\n')
+    assert _train(bad) == 1
+    err = capsys.readouterr().err
+    assert "precision must be one of auto, bf16, fp32" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_torchrun_trains_the_flow_stage_data_parallel(recipe, tmp_path):
     assert _train(recipe, "--stage", "ae") == 0
