@@ -124,7 +124,10 @@ class FluxPipeline:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
            ) -> FluxPipeline:
+        from fluxai.perf.compile import weights_changed
+
         self.transformer.to(device=device, dtype=dtype)
+        weights_changed(self.transformer)
         self.vae.to(device=device, dtype=dtype)
         if device is not None:
             self.text_encoder.to(device)

@@ -211,6 +211,7 @@ class LoraAdapters:
         self.active = names
         for n, w in zip(names, weights, strict=True):
             self.weights[n] = 1.0 if w is None else float(w)
+        self._changed()
 
     # -- fusing ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -239,6 +240,7 @@ class LoraAdapters:
                     b = layer.bias[lo:hi]
                     b.copy_((b.float() + w * part.bias.float().to(b.device)).to(b.dtype))
             self.fused[name] = w
+        self._changed()
 
     @torch.no_grad()
     def unfuse(self) -> None:
@@ -249,6 +251,7 @@ class LoraAdapters:
                 layer.bias.copy_(bias)
         self._originals.clear()
         self.fused.clear()
+        self._changed()
 
     # -- removing -------------------------------------------------------------------------------
     def delete(self, names: str | Sequence[str]) -> None:
@@ -285,6 +288,13 @@ class LoraAdapters:
         elif not self._by_module and self._model_hook is not None:
             self._model_hook.remove()
             self._model_hook = None
+        self._changed()
+
+    def _changed(self) -> None:
+        # Code compiled with frozen weights would keep computing the old model.
+        from fluxai.perf.compile import weights_changed
+
+        weights_changed(self.model)
 
     def _rehook(self) -> None:
         """Hook every adapted layer; re-hook a layer something swapped out (a quantizer that

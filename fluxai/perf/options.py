@@ -61,5 +61,7 @@ def configure(pipe: FluxPipeline, device: torch.device | str | None, opts: PerfO
     if opts.compile:
         from fluxai.perf.compile import compile_blocks
 
-        compile_blocks(pipe.transformer, cuda_graphs=device.type == "cuda" and not opts.memory)
+        # Offload moves weights between calls, which frozen code would not see.
+        compile_blocks(pipe.transformer, cuda_graphs=device.type == "cuda" and not opts.memory,
+                       freeze=False if opts.memory else None)
     return pipe
