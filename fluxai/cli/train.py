@@ -8,9 +8,10 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="train a model (autoencoder, then flow transformer)")
     p.add_argument("--config", required=True, help="recipe, e.g. configs/flux-tiny.toml")
-    p.add_argument("--stage", choices=["text", "ae", "all"], default="all",
-                   help="stop after the caption cache, after the autoencoder, or run every "
-                        "stage (default)")
+    p.add_argument("--stage", choices=["text", "ae", "all", "export"], default="all",
+                   help="stop after the caption cache, after the autoencoder, run every "
+                        "stage (default), or export the flow checkpoint as it stands "
+                        "(decoder fine-tuning included) without training further")
     p.add_argument("--out", default=None, help="run directory (overrides output.dir)")
     p.add_argument("--steps", type=int, default=None, help="override flow_train.steps")
     p.set_defaults(run=run)
@@ -27,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise ValueError(f"--steps must be positive, got {args.steps}")
         cfg.flow_train.steps = args.steps
-    stages = {"text": ("text",), "ae": ("ae",), "all": ("ae", "flow")}[args.stage]
+    stages = {"text": ("text",), "ae": ("ae",), "all": ("ae", "flow"),
+              "export": ("ae", "export")}[args.stage]
     run_dir = run_training(cfg, stages=stages)
     print(run_dir)
     return 0

@@ -16,7 +16,7 @@ from fluxai.model.transformer import Flux
 from fluxai.sampling import image_ids, pack, text_ids, time_shift_mu
 from fluxai.train import distributed
 from fluxai.train.autoencoder import lr_at
-from fluxai.train.checkpoint import resume, save_state
+from fluxai.train.checkpoint import load_state, resume, save_state
 from fluxai.train.config import TrainConfig
 from fluxai.train.data import TextCache
 from fluxai.train.ema import EMA
@@ -34,6 +34,25 @@ def sample_timesteps(batch: int, cfg: TrainConfig, seq_len: int, generator: torc
         mu = math.exp(time_shift_mu(seq_len))
         t = mu / (mu + (1.0 / t - 1.0))
     return t
+
+
+def require_flow_checkpoint(run_dir: Path) -> Path:
+    path = run_dir / "flow_state.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no flow checkpoint ({path.name}) in {run_dir}: train the "
+                                "flow stage first")
+    return path
+
+
+def flow_checkpoint(cfg: TrainConfig, run_dir: Path) -> tuple[Flux, EMA, int]:
+    """The model, its EMA and the step of the flow checkpoint as it stands: a long run can be
+    exported and evaluated while it still has steps to go."""
+    state = load_state(require_flow_checkpoint(run_dir))
+    model = Flux(cfg.transformer)
+    model.load_state_dict(state["model"])
+    ema = EMA(model, cfg.flow_train.ema_decay)
+    ema.load_state_dict(state["ema"])
+    return model, ema, state["step"]
 
 
 def train_flow(
@@ -63,12 +82,17 @@ def train_flow(
 
     n, _, lh, lw = latents.shape
     seq_len = (lh // 2) * (lw // 2)
-    gen = torch.Generator().manual_seed(cfg.data.seed + 11 + start + 7919 * d.rank)
+    seed = cfg.data.seed + 11 + start + 7919 * d.rank
+    gen = torch.Generator().manual_seed(seed)  # which examples, captions, timesteps
+    noise_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
     img_ids = image_ids(lh, lw, tc.batch_size, device)
     # A cache built with more tokens than the model reads is cut: MiniLM zero-pads, so the
     # tail of a longer cache is all zeros for every caption that fits.
     length = min(cfg.text_max_length, text.context.shape[1])
     txt_ids = text_ids(tc.batch_size, length, device)
+    # The caches live where the model computes, so a GPU step moves no batch across the bus.
+    data = (ae_cfg.scale_factor * (latents - ae_cfg.shift_factor)).to(device)
+    context, pooled = text.context[:, :length].to(device), text.pooled.to(device)
     if tc.compile:
         forward = torch.compile(forward)
     model.train()
@@ -84,16 +108,15 @@ def train_flow(
         drop = torch.rand(tc.batch_size, generator=gen) < tc.caption_dropout
         rows = torch.where(drop, torch.zeros_like(rows), rows)  # row 0: the empty prompt
 
-        x0 = ae_cfg.scale_factor * (latents[idx] - ae_cfg.shift_factor)
-        noise = torch.randn(x0.shape, generator=gen)
-        t = sample_timesteps(tc.batch_size, cfg, seq_len, gen)
+        t = sample_timesteps(tc.batch_size, cfg, seq_len, gen).to(device)
+        idx, rows = idx.to(device), rows.to(device)
+        x0 = data[idx]
+        noise = torch.randn(x0.shape, generator=noise_gen, device=device)
         tb = t[:, None, None, None]
         xt = (1 - tb) * x0 + tb * noise
-        target = pack(noise - x0).to(device)
+        target = pack(noise - x0)
         with autocast(cfg.precision, device):
-            pred = forward(pack(xt).to(device), img_ids,
-                           text.context[rows, :length].float().to(device), txt_ids, t.to(device),
-                           text.pooled[rows].to(device))
+            pred = forward(pack(xt), img_ids, context[rows].float(), txt_ids, t, pooled[rows])
         loss = F.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -2,7 +2,9 @@
 
 scenes -> autoencoder -> latents (+ their scale and shift) -> caption embeddings -> flow model
 -> decoder fine-tuning on the frozen latents (optional) -> exported model folder (BFL-layout
-safetensors) that `FluxPipeline.from_pretrained` loads.
+safetensors) that `FluxPipeline.from_pretrained` loads. The export stage alone writes that
+folder from the flow checkpoint as it stands, so a run spread over several sessions can be
+evaluated between them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from fluxai.train.autoencoder import (
 from fluxai.train.config import TrainConfig
 from fluxai.train.data import Scenes, TextCache, atomic_save, encode_latents
 from fluxai.train.ema import EMA
-from fluxai.train.flow import train_flow
+from fluxai.train.flow import flow_checkpoint, require_flow_checkpoint, train_flow
 from fluxai.train.plots import image_grid
 
 
@@ -80,6 +82,8 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
                 f"under torchrun only the flow stage runs; {', '.join(missing)} missing in "
                 f"{run_dir}: run `fluxai train --config ... --stage ae` and `--stage text` "
                 "in one process first")
+    if "export" in stages:
+        require_flow_checkpoint(run_dir)  # before minutes of cache loading, not after
     scenes = Scenes.build(cfg.data, run_dir / "scenes.pt")
     encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length)
     if stages == ("text",):
@@ -95,7 +99,7 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     (run_dir / "autoencoder_report.json").write_text(json.dumps(report, indent=2))
     print(f"autoencoder reconstruction: {report}")
     latents = encode_latents(ae, scenes, run_dir / "latents.pt")
-    if "flow" not in stages:
+    if "flow" not in stages and "export" not in stages:
         return run_dir
 
     scale, shift = latent_statistics(latents)
@@ -111,7 +115,11 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         _sample_grid(cfg, averaged.eval(), ae, encoder, defaults,
                      run_dir / f"samples_{step:06d}.png")
 
-    model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample)
+    if "export" in stages:
+        model, ema, step = flow_checkpoint(cfg, run_dir)
+        print(f"exporting the flow checkpoint at step {step} of {cfg.flow_train.steps}")
+    else:
+        model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample)
     if not distributed.is_main_process():
         return run_dir
     if cfg.ae_train.decoder_steps > 0:

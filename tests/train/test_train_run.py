@@ -111,6 +111,25 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(recipe, tmp_path):
     assert state["losses"][:2] == first  # the first two steps were kept, not redone
 
 
+def test_the_export_stage_writes_the_checkpoint_as_it_stands_without_training(recipe, tmp_path):
+    assert _train(recipe, "--steps", "2") == 0  # a run that has 2 of its 4 steps done
+    run = tmp_path / "run"
+    (run / "model" / "transformer.safetensors").unlink()
+    assert _train(recipe, "--stage", "export") == 0
+    assert torch.load(run / "flow_state.pt", weights_only=False)["step"] == 2
+    pipe = FluxPipeline.from_pretrained(run / "model")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("a red circle", seed=0).images[0].size == (64, 64)
+
+
+def test_exporting_before_any_flow_training_is_a_one_line_error(recipe, tmp_path, capsys):
+    assert _train(recipe, "--stage", "ae") == 0
+    capsys.readouterr()
+    assert _train(recipe, "--stage", "export") == 1
+    err = capsys.readouterr().err
+    assert "no flow checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
 def test_an_unknown_recipe_key_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[flow_train]\nstepz = 3\n")
