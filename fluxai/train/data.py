@@ -37,7 +37,13 @@ class Scenes:
     @staticmethod
     def build(cfg: DataConfig, path: Path) -> Scenes:
         if path.exists():
-            return Scenes(**torch.load(path, weights_only=False))
+            scenes = Scenes(**torch.load(path, weights_only=False))
+            if len(scenes.images) != cfg.count or scenes.images.shape[1] != cfg.size:
+                raise ValueError(
+                    f"{path} holds {len(scenes.images)} scenes of {scenes.images.shape[1]} px, "
+                    f"the recipe asks for {cfg.count} of {cfg.size} px: use another output.dir "
+                    "(or delete the run's caches) after changing [data]")
+            return scenes
         from fluxai.shapes import caption, iter_examples
 
         images, captions, kinds = [], [], []

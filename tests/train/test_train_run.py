@@ -130,6 +130,16 @@ def test_exporting_before_any_flow_training_is_a_one_line_error(recipe, tmp_path
     assert "no flow checkpoint" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_changed_scene_count_is_refused_rather_than_served_from_the_old_cache(recipe, tmp_path,
+                                                                               capsys):
+    assert _train(recipe, "--stage", "text") == 0
+    recipe.write_text(recipe.read_text().replace("count = 24", "count = 30"))
+    capsys.readouterr()
+    assert _train(recipe, "--stage", "text") == 1
+    err = capsys.readouterr().err
+    assert "holds 24 scenes of 64 px, the recipe asks for 30" in err
+
+
 def test_an_unknown_recipe_key_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[flow_train]\nstepz = 3\n")
