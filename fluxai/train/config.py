@@ -27,7 +27,7 @@ class DataConfig:
 
 @dataclass
 class AutoEncoderTrain:
-    steps: int = 4_000
+    steps: int = 10_000
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 50
@@ -37,22 +37,22 @@ class AutoEncoderTrain:
     object_weight: float = 10.0  # loss weight of object pixels relative to background ones
     palette_weight: float = 0.1  # cross-entropy of each pixel's nearest palette colour
     crop: int = 64  # training crop side: half centred on an object, half uniform
-    full_image_steps: int = 200  # final steps on whole canvases, so GroupNorm sees their statistics
+    full_image_steps: int = 600  # final steps on whole canvases, so GroupNorm sees their statistics
     # After the latents are cached (and, in `fluxai train`, after the flow model): the decoder
     # alone, on whole canvases, from the frozen encoder's latents.
-    decoder_steps: int = 1_200
+    decoder_steps: int = 2_000
     decoder_lr: float = 5e-4
     decoder_noise: float = 0.05  # latent noise, relative to the latents' std
 
 
 @dataclass
 class FlowTrain:
-    steps: int = 3_600
+    steps: int = 36_000
     batch_size: int = 128
     lr: float = 8e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
-    warmup: int = 300
+    warmup: int = 500
     grad_clip: float = 1.0
     caption_dropout: float = 0.1  # empty-prompt examples teach the unconditional branch for CFG
     logit_normal_mean: float = 0.0
