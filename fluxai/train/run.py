@@ -93,10 +93,13 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         return run_dir
 
     ae = train_autoencoder(cfg, scenes, run_dir)
-    report = {**reconstruction_report(ae, scenes),
-              "judged": judged_reconstruction(ae, cfg.data.size,
-                                              count=min(120, cfg.data.count))}
-    (run_dir / "autoencoder_report.json").write_text(json.dumps(report, indent=2))
+    report_path = run_dir / "autoencoder_report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    if report.get("ae_steps") != cfg.ae_train.steps:  # measured once per trained autoencoder
+        report = {"ae_steps": cfg.ae_train.steps, **reconstruction_report(ae, scenes),
+                  "judged": judged_reconstruction(ae, cfg.data.size,
+                                                  count=min(120, cfg.data.count))}
+        report_path.write_text(json.dumps(report, indent=2))
     print(f"autoencoder reconstruction: {report}")
     latents = encode_latents(ae, scenes, run_dir / "latents.pt")
     if "flow" not in stages and "export" not in stages:
@@ -127,7 +130,7 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         ae = finetune_decoder(cfg, ae, scenes, latents, run_dir)
         report["judged_after_decoder"] = judged_reconstruction(
             ae, cfg.data.size, count=min(120, cfg.data.count))
-        (run_dir / "autoencoder_report.json").write_text(json.dumps(report, indent=2))
+        report_path.write_text(json.dumps(report, indent=2))
         print(f"after decoder fine-tuning: {report['judged_after_decoder']}")
     ema.copy_to(model)
     export_model(cfg, model.eval(), ae, run_dir / "model", defaults)

@@ -140,6 +140,19 @@ def test_a_changed_scene_count_is_refused_rather_than_served_from_the_old_cache(
     assert "holds 24 scenes of 64 px, the recipe asks for 30" in err
 
 
+def test_a_resumed_run_reuses_the_autoencoder_report_instead_of_judging_again(recipe, tmp_path,
+                                                                             monkeypatch):
+    assert _train(recipe, "--stage", "ae") == 0
+    report = json.loads((tmp_path / "run" / "autoencoder_report.json").read_text())
+
+    def judge_again(*_a, **_k):
+        raise AssertionError("the finished autoencoder was judged a second time")
+
+    monkeypatch.setattr("fluxai.train.run.judged_reconstruction", judge_again)
+    assert _train(recipe, "--stage", "ae") == 0
+    assert json.loads((tmp_path / "run" / "autoencoder_report.json").read_text()) == report
+
+
 def test_an_unknown_recipe_key_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[flow_train]\nstepz = 3\n")
