@@ -101,7 +101,8 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
                                                   count=min(120, cfg.data.count))}
         report_path.write_text(json.dumps(report, indent=2))
     print(f"autoencoder reconstruction: {report}")
-    latents = encode_latents(ae, scenes, run_dir / "latents.pt")
+    latents = encode_latents(ae, scenes, run_dir / "latents.pt", torch.device(cfg.device),
+                             cfg.precision)
     if "flow" not in stages and "export" not in stages:
         return run_dir
 
