@@ -1,8 +1,8 @@
 """Regional `torch.compile`: compile the repeated blocks, not the whole model.
 
 Every double block shares one code object, as does every single block, so compiling them
-regionally costs two compilations instead of one for the whole 57-block graph, and the result is
-reused across blocks, resolutions aside. CUDA graphs (inductor's "reduce-overhead" mode) remove
+regionally costs small graphs instead of one for the whole 57-block model, and (unfrozen, as on
+GPUs) two compilations serve every block, resolutions aside. CUDA graphs (inductor's "reduce-overhead" mode) remove
 the per-kernel launch cost when shapes are static, which they are within one sampling run.
 
 On a CPU the blocks are also compiled with inductor's *freezing*: weights become constants,

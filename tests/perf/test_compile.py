@@ -28,7 +28,7 @@ def fresh_compiler():
 
 
 def test_plain_cpu_weights_can_be_frozen_and_quantized_ones_cannot():
-    torchao = pytest.importorskip("torchao")  # noqa: F841
+    pytest.importorskip("torchao")
     from fluxai.perf.quantize import quantize_transformer
 
     model, _ = model_and_inputs()
