@@ -2,8 +2,9 @@
 
 Every double block shares one code object, as does every single block, so compiling them
 regionally costs small graphs instead of one for the whole 57-block model, and (unfrozen, as on
-GPUs) two compilations serve every block, resolutions aside. CUDA graphs (inductor's "reduce-overhead" mode) remove
-the per-kernel launch cost when shapes are static, which they are within one sampling run.
+GPUs) two compilations serve every block, resolutions aside. CUDA graphs (inductor's
+"reduce-overhead" mode) remove the per-kernel launch cost when shapes are static, which they
+are within one sampling run.
 
 On a CPU the blocks are also compiled with inductor's *freezing*: weights become constants,
 so oneDNN can pre-pack them once into its blocked (AMX/AVX-512) layout instead of re-reading
