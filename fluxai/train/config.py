@@ -47,7 +47,7 @@ class AutoEncoderTrain:
 
 @dataclass
 class FlowTrain:
-    steps: int = 36_000
+    steps: int = 11_500
     batch_size: int = 128
     lr: float = 8e-4
     weight_decay: float = 0.01
@@ -74,7 +74,7 @@ class OutputConfig:
         "a small white cross in the top left corner on a black background",
     ])
     sample_steps: int = 20
-    sample_cfg: float = 7.0
+    sample_cfg: float = 4.0
 
 
 @dataclass
