@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
+
+from fluxai.atomic import atomic_path
 
 KEY = "fluxai"
 
@@ -19,15 +19,8 @@ def save_png(image: Image.Image, path: Path, params: dict[str, Any]) -> None:
     info.add_text(KEY, json.dumps(params, sort_keys=True))
     if params.get("prompt"):
         info.add_text("prompt", str(params["prompt"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
 
 
 def read_params(path: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from fluxai.atomic import umask_mode
 from fluxai.checkpoints.diffusers_config import autoencoder_config, transformer_config
 from fluxai.checkpoints.diffusers_keys import AUTOENCODER_KEYS, TRANSFORMER_KEYS, split_sizes
 from fluxai.checkpoints.errors import CheckpointError
@@ -223,6 +224,7 @@ def _write_folder(path: Path, config: dict, shapes: dict, makers: list,
     try:
         write_safetensors(tmp / DIFFUSERS_WEIGHTS, shapes, makers, meta)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        os.chmod(tmp, umask_mode(directory=True))
         if path.exists():
             path.rmdir()
         os.replace(tmp, path)

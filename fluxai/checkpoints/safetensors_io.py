@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import struct
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from fluxai.atomic import atomic_path
 from fluxai.checkpoints.errors import CheckpointError
 
 DTYPES: dict[str, torch.dtype] = {
@@ -161,20 +160,13 @@ def write_safetensors(path: str | Path, shapes: dict[str, tuple[tuple[int, ...],
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)  # the spec pads the header so data starts 8-byte aligned
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(blob)))
-            f.write(blob)
-            for name, make in tensors:
-                shape, dtype = shapes[name]
-                t = make().detach().to("cpu", dtype).contiguous()
-                if tuple(t.shape) != tuple(shape):
-                    raise CheckpointError(f"tensor {name} has shape {list(t.shape)}, "
-                                          f"declared {list(shape)}")
-                f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for name, make in tensors:
+            shape, dtype = shapes[name]
+            t = make().detach().to("cpu", dtype).contiguous()
+            if tuple(t.shape) != tuple(shape):
+                raise CheckpointError(f"tensor {name} has shape {list(t.shape)}, "
+                                      f"declared {list(shape)}")
+            f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))

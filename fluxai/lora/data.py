@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
+
+from fluxai.atomic import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -189,8 +190,6 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         contexts.append(ctx.float().cpu())
         pooleds.append(pooled.float().cpu())
     cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"key": key, **vars(cache)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, **vars(cache)}, tmp)
     return cache

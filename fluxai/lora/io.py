@@ -9,14 +9,13 @@ and alpha in their metadata.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from fluxai.atomic import atomic_path
 from fluxai.lora.state import LoraPart, LoraState
 from fluxai.lora.targets import TargetTable, underscored
 
@@ -134,19 +133,8 @@ def write_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str], path
     """Atomic: a temporary file in the same folder, renamed into place."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".safetensors.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary name only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_lora(state: LoraState, path: str | Path, table: TargetTable, fmt: str = "diffusers",

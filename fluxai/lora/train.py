@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fluxai.atomic import atomic_path
 from fluxai.lora.data import (
     Cache,
     build_cache,
@@ -163,9 +163,8 @@ class Trainer:
         state = {"params": [p.detach().clone() for p in self.params],
                  "optimizer": self.opt.state_dict(), "step": self.step, "losses": self.losses,
                  "generator": self.gen.get_state(), "config": asdict(self.cfg)}
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+        with atomic_path(self.state_path) as tmp:
+            torch.save(state, tmp)
 
     def load_state(self) -> None:
         state = torch.load(self.state_path, weights_only=False)

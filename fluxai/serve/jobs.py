@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from fluxai.atomic import atomic_path
+
 PENDING, RUNNING, READY = "Pending", "Running", "Ready"
 MODERATED, ERROR, CANCELLED = "Moderated", "Error", "Cancelled"
 TERMINAL = frozenset({READY, MODERATED, ERROR, CANCELLED})
@@ -182,9 +184,8 @@ class SQLiteStore:
         self._exec("INSERT OR REPLACE INTO keys VALUES ('cache', ?, ?)", (key, job_id))
 
     def put_file(self, file_id: str, data: bytes) -> None:
-        tmp = self.files_dir / f".{file_id}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(self.files_dir / f"{file_id}.png")
+        with atomic_path(self.files_dir / f"{file_id}.png") as tmp:
+            tmp.write_bytes(data)
 
     def get_file(self, file_id: str) -> bytes | None:
         path = self.files_dir / f"{file_id}.png"

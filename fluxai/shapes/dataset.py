@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from fluxai.atomic import atomic_path
 from fluxai.shapes.captions import caption
 from fluxai.shapes.render import render
 from fluxai.shapes.scenes import place, sample_spec
@@ -38,8 +38,7 @@ def write_dataset(out: Path, count: int, size: int = 128, seed: int = 0,
     """
     out.mkdir(parents=True, exist_ok=True)
     index = out / "captions.jsonl"
-    tmp = index.with_name(index.name + ".tmp")
-    with tmp.open("w") as f:
+    with atomic_path(index) as tmp, tmp.open("w") as f:
         examples = iter_examples(seed, count, size, split=split, shapes=shapes)
         for i, (image, text, spec, scene) in enumerate(
                 tqdm(examples, total=count, desc="shapes dataset")):
@@ -47,5 +46,4 @@ def write_dataset(out: Path, count: int, size: int = 128, seed: int = 0,
             Image.fromarray(image).save(out / name)
             f.write(json.dumps({"file": name, "caption": text, "kind": spec.kind,
                                 "spec": asdict(spec), "scene": asdict(scene)}) + "\n")
-    os.replace(tmp, index)
     return index

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from fluxai.atomic import atomic_path
 from fluxai.shapes.judge import Analysis, analyse, judge_analysis, to_rgb_array
 from fluxai.shapes.parse import parse_prompt
 from fluxai.shapes.world import WORLD, ObjectSpec, PromptSpec
@@ -261,15 +260,8 @@ def contact_sheet(images: Sequence[np.ndarray], records: Sequence[dict[str, Any]
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_report(result: dict[str, Any], images: Sequence[np.ndarray], out: Path,

@@ -7,7 +7,6 @@ distinct caption plus the empty prompt (for caption dropout).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from fluxai.atomic import atomic_path
 from fluxai.model.autoencoder import AutoEncoder
 from fluxai.text.base import TextEncoder
 from fluxai.train.config import DataConfig
@@ -23,9 +23,8 @@ from fluxai.train.config import DataConfig
 
 def atomic_save(obj: object, path: Path) -> None:
     """torch.save through a temporary name, so an interrupted run never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @dataclass

@@ -1,0 +1,41 @@
+"""Atomic writes: whole new file or the old one, with the permissions a plain open() gives."""
+
+import os
+import stat
+
+import pytest
+from PIL import Image
+
+from fluxai.atomic import atomic_path
+from fluxai.metadata import save_png
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_written_file_gets_the_umask_permissions_not_mkstemps_private_ones(tmp_path, umask_022):
+    target = tmp_path / "out.bin"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_generated_pngs_are_readable_by_others(tmp_path, umask_022):
+    path = tmp_path / "image.png"
+    save_png(Image.new("RGB", (4, 4)), path, {"prompt": "a red star"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
