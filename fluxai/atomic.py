@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
-def umask_mode(directory: bool = False) -> int:
-    """The mode a plain open() or mkdir() would give: mkstemp/mkdtemp make private ones."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return (0o777 if directory else 0o666) & ~umask
+def temporary_sibling(path: str | Path, directory: bool = False) -> Path:
+    """A new, empty file (or folder) beside `path`, to be renamed onto it.
+
+    Created with os.open/os.mkdir and the modes open() and mkdir() use, so the umask applies
+    as for any file the user writes (mkstemp's are private), without touching the process's
+    umask, which other threads (the server's) share."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary name beside `path`; when the block succeeds it becomes `path` (with
-    the user's usual permissions), when it raises it is removed and `path` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    """Yield a temporary name beside `path`; when the block succeeds it becomes `path`, when
+    it raises it is removed and `path` is untouched."""
+    tmp = temporary_sibling(path)
     try:
         yield tmp
-        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

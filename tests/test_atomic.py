@@ -6,7 +6,7 @@ import stat
 import pytest
 from PIL import Image
 
-from fluxai.atomic import atomic_path
+from fluxai.atomic import atomic_path, temporary_sibling
 from fluxai.metadata import save_png
 
 
@@ -39,3 +39,10 @@ def test_generated_pngs_are_readable_by_others(tmp_path, umask_022):
     path = tmp_path / "image.png"
     save_png(Image.new("RGB", (4, 4)), path, {"prompt": "a red star"})
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+
+def test_a_temporary_folder_gets_the_umask_permissions_too(tmp_path, umask_022):
+    folder = temporary_sibling(tmp_path / "model", directory=True)
+    assert folder.parent == tmp_path and folder.is_dir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755

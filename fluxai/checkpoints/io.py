@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -19,7 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fluxai.atomic import umask_mode
+from fluxai.atomic import temporary_sibling
 from fluxai.checkpoints.diffusers_config import autoencoder_config, transformer_config
 from fluxai.checkpoints.diffusers_keys import AUTOENCODER_KEYS, TRANSFORMER_KEYS, split_sizes
 from fluxai.checkpoints.errors import CheckpointError
@@ -219,12 +218,10 @@ def _write_folder(path: Path, config: dict, shapes: dict, makers: list,
     """A diffusers model folder, built beside its destination and renamed into place."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise CheckpointError(f"{path} already exists; choose a new folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = temporary_sibling(path, directory=True)
     try:
         write_safetensors(tmp / DIFFUSERS_WEIGHTS, shapes, makers, meta)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        os.chmod(tmp, umask_mode(directory=True))
         if path.exists():
             path.rmdir()
         os.replace(tmp, path)
