@@ -40,3 +40,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def torch_save(obj: object, path: str | Path) -> None:
+    """torch.save through a temporary name: an interrupted run never leaves half a file."""
+    import torch  # here, so that writing a PNG does not import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

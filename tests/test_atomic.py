@@ -4,9 +4,10 @@ import os
 import stat
 
 import pytest
+import torch
 from PIL import Image
 
-from fluxai.atomic import atomic_path, temporary_sibling
+from fluxai.atomic import atomic_path, temporary_sibling, torch_save
 from fluxai.metadata import save_png
 
 
@@ -46,3 +47,11 @@ def test_a_temporary_folder_gets_the_umask_permissions_too(tmp_path, umask_022):
     folder = temporary_sibling(tmp_path / "model", directory=True)
     assert folder.parent == tmp_path and folder.is_dir()
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_torch_save_replaces_a_checkpoint_whole(tmp_path):
+    path = tmp_path / "state.pt"
+    torch_save({"step": 1}, path)
+    torch_save({"step": 2}, path)
+    assert torch.load(path) == {"step": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]

@@ -23,7 +23,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from fluxai.atomic import atomic_path
+from fluxai.atomic import torch_save
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -190,6 +190,5 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         contexts.append(ctx.float().cpu())
         pooleds.append(pooled.float().cpu())
     cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds))
-    with atomic_path(path) as tmp:
-        torch.save({"key": key, **vars(cache)}, tmp)
+    torch_save({"key": key, **vars(cache)}, path)
     return cache

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fluxai.atomic import atomic_path
+from fluxai.atomic import torch_save
 from fluxai.lora.data import (
     Cache,
     build_cache,
@@ -163,8 +163,7 @@ class Trainer:
         state = {"params": [p.detach().clone() for p in self.params],
                  "optimizer": self.opt.state_dict(), "step": self.step, "losses": self.losses,
                  "generator": self.gen.get_state(), "config": asdict(self.cfg)}
-        with atomic_path(self.state_path) as tmp:
-            torch.save(state, tmp)
+        torch_save(state, self.state_path)
 
     def load_state(self) -> None:
         state = torch.load(self.state_path, weights_only=False)

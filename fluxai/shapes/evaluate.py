@@ -259,21 +259,17 @@ def contact_sheet(images: Sequence[np.ndarray], records: Sequence[dict[str, Any]
     return sheet
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    with atomic_path(path) as tmp:
-        write(tmp)
-
-
 def write_report(result: dict[str, Any], images: Sequence[np.ndarray], out: Path,
                  extra: dict[str, Any] | None = None) -> dict[str, Path]:
     """results.json (summary + per-image records) and contact_sheet.png under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     report = {**(extra or {}), **{k: v for k, v in result.items() if k != "images"}}
     paths = {"results": out / "results.json", "sheet": out / "contact_sheet.png"}
-    _atomic_write(paths["results"],
-                  lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+    with atomic_path(paths["results"]) as tmp:
+        tmp.write_text(json.dumps(report, indent=1) + "\n")
     sheet = contact_sheet(images, result["records"])
-    _atomic_write(paths["sheet"], lambda p: sheet.save(p, format="PNG"))
+    with atomic_path(paths["sheet"]) as tmp:
+        sheet.save(tmp, format="PNG")
     return paths
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from fluxai.train.data import atomic_save
+from fluxai.atomic import torch_save
 
 
 def save_state(path: Path, **state: Any) -> None:
     state["rng"] = torch.get_rng_state()
-    atomic_save(state, path)
+    torch_save(state, path)
 
 
 def load_state(path: Path) -> dict[str, Any] | None:

@@ -15,16 +15,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from fluxai.atomic import atomic_path
+from fluxai.atomic import torch_save
 from fluxai.model.autoencoder import AutoEncoder
 from fluxai.text.base import TextEncoder
 from fluxai.train.config import DataConfig
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    """torch.save through a temporary name, so an interrupted run never leaves half a file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 @dataclass
@@ -54,7 +48,7 @@ class Scenes:
             captions.append([text, *extra])
             kinds.append(spec.kind)
         scenes = Scenes(torch.stack(images), captions, kinds)
-        atomic_save(vars(scenes), path)
+        torch_save(vars(scenes), path)
         return scenes
 
     def to_model_input(self, idx: Tensor) -> Tensor:
@@ -83,7 +77,7 @@ def encode_latents(ae: AutoEncoder, scenes: Scenes, path: Path, device: torch.de
         out.append(mean.float().cpu().contiguous())
     ae.cpu()
     latents = torch.cat(out)
-    atomic_save(latents, path)
+    torch_save(latents, path)
     return latents
 
 
@@ -109,5 +103,5 @@ class TextCache:
             torch.cat(contexts), torch.cat(pooleds),
             torch.tensor([[row[c] for c in caps] for caps in scenes.captions]),
         )
-        atomic_save(vars(cache), path)
+        torch_save(vars(cache), path)
         return cache

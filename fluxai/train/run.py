@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fluxai.atomic import torch_save
 from fluxai.config import SamplingDefaults
 from fluxai.model.autoencoder import AutoEncoder
 from fluxai.model.transformer import Flux
@@ -29,7 +30,7 @@ from fluxai.train.autoencoder import (
     train_autoencoder,
 )
 from fluxai.train.config import TrainConfig
-from fluxai.train.data import Scenes, TextCache, atomic_save, encode_latents
+from fluxai.train.data import Scenes, TextCache, encode_latents
 from fluxai.train.ema import EMA
 from fluxai.train.flow import flow_checkpoint, require_flow_checkpoint, train_flow
 from fluxai.train.plots import image_grid
@@ -135,7 +136,7 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         print(f"after decoder fine-tuning: {report['judged_after_decoder']}")
     ema.copy_to(model)
     export_model(cfg, model.eval(), ae, run_dir / "model", defaults)
-    atomic_save({"seconds": time.time() - started}, run_dir / "timing.pt")
+    torch_save({"seconds": time.time() - started}, run_dir / "timing.pt")
     return run_dir
 
 
