@@ -36,6 +36,18 @@ def is_fluxai_folder(path: Path) -> bool:
     return (path / "transformer.safetensors").is_file() and (path / "ae.safetensors").is_file()
 
 
+def fluxai_folder(name_or_path: str) -> Path:
+    """The folder of a shipped model, or a local fluxai model folder."""
+    if name_or_path in shipped_models():
+        return WEIGHTS_DIR / name_or_path
+    path = Path(name_or_path).expanduser()
+    if is_fluxai_folder(path):
+        return path
+    raise FileNotFoundError(
+        f"{name_or_path!r} is neither a shipped model ({', '.join(shipped_models())}) nor a "
+        "fluxai model folder (transformer.safetensors + ae.safetensors)")
+
+
 def _read_model_metadata(path: Path) -> dict[str, Any]:
     from safetensors import safe_open
 
@@ -102,11 +114,9 @@ def random_preset(name: str, dtype: torch.dtype | None = None, seed: int = 0) ->
 def load_pipeline_parts(name_or_path: str, dtype: torch.dtype | None = None,
                         **_: Any) -> dict[str, Any]:
     path = Path(name_or_path).expanduser()
-    if name_or_path in shipped_models():
-        return load_fluxai_folder(WEIGHTS_DIR / name_or_path, dtype)
+    if name_or_path in shipped_models() or is_fluxai_folder(path):
+        return load_fluxai_folder(fluxai_folder(name_or_path), dtype)
     if path.is_dir():
-        if is_fluxai_folder(path):
-            return load_fluxai_folder(path, dtype)
         if (path / "model_index.json").is_file():
             return load_diffusers_folder(path, dtype)
         raise FileNotFoundError(

@@ -85,6 +85,9 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0  # 0: torch's default
     precision: str = "auto"  # bf16 autocast where bf16 is native (CUDA, AMX CPUs), else fp32
+    # An exported model (shipped name or folder) to continue from: its autoencoder stands in for
+    # stage 1 and its transformer is the flow model's first weights. "": from scratch.
+    init: str = ""
     autoencoder: AutoEncoderConfig = field(default_factory=lambda: AutoEncoderConfig(
         resolution=128, ch=32, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1, z_channels=16,
         norm_groups=8, scale_factor=1.0, shift_factor=0.0,

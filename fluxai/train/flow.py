@@ -61,8 +61,10 @@ def train_flow(
     text: TextCache,
     run_dir: Path,
     on_sample: Callable[[Flux, EMA, int], None] | None = None,
+    init: Flux | None = None,
 ) -> tuple[Flux, EMA]:
-    """Train from (or resume at) the last checkpoint; returns the model and its EMA."""
+    """Train from (or resume at) the last checkpoint, else from `init`'s weights (or random
+    ones); returns the model and its EMA."""
     tc = cfg.flow_train
     ae_cfg = cfg.autoencoder
     d = distributed.setup(cfg.device)
@@ -77,6 +79,9 @@ def train_flow(
     start, losses, state = resume(ckpt, model, opt)
     if state is not None:
         ema.load_state_dict(state["ema"])
+    elif init is not None:
+        model.load_state_dict(init.state_dict())
+        ema = EMA(model, tc.ema_decay)
     if start >= tc.steps:
         return model, ema
     # DDP averages gradients across processes; the EMA and checkpoints follow `model` itself.

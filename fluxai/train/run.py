@@ -67,6 +67,27 @@ def export_model(cfg: TrainConfig, transformer: Flux, ae: AutoEncoder, out_dir: 
     save_autoencoder(ae, out_dir / "ae.safetensors", dtype=torch.float16)
 
 
+def initial_weights(cfg: TrainConfig) -> tuple[AutoEncoder, Flux]:
+    """The autoencoder and transformer of `cfg.init`, checked against the recipe's shapes."""
+    from fluxai.checkpoints import load_autoencoder, load_transformer
+    from fluxai.registry import fluxai_folder
+
+    folder = fluxai_folder(cfg.init)
+    ae = load_autoencoder(folder / "ae.safetensors", dtype=torch.float32)
+    flow = load_transformer(folder / "transformer.safetensors", dtype=torch.float32)
+    # scale and shift are measured properties of the trained autoencoder, not architecture.
+    pairs = [("autoencoder", replace(ae.config, scale_factor=0.0, shift_factor=0.0),
+              replace(cfg.autoencoder, scale_factor=0.0, shift_factor=0.0)),
+             ("transformer", flow.config, cfg.transformer)]
+    for section, found, wanted in pairs:
+        a, b = found.to_dict(), wanted.to_dict()
+        diff = [f"{k} = {a[k]!r} (recipe: {b[k]!r})" for k in a if a[k] != b.get(k)]
+        if diff:
+            raise ValueError(f"init model {cfg.init!r} does not fit the recipe's [{section}]: "
+                             + ", ".join(diff))
+    return ae.train(), flow
+
+
 def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> Path:
     run_dir = Path(cfg.output.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -76,8 +97,9 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     started = time.time()
     if distributed.launched_by_torchrun():
         # Every process would build the same caches at once; prepare them in one process.
-        missing = [n for n in ("scenes.pt", "autoencoder_state.pt", "latents.pt", "text.pt")
-                   if not (run_dir / n).exists()]
+        needed = ("scenes.pt", "latents.pt", "text.pt") if cfg.init else \
+            ("scenes.pt", "autoencoder_state.pt", "latents.pt", "text.pt")
+        missing = [n for n in needed if not (run_dir / n).exists()]
         if missing:
             raise RuntimeError(
                 f"under torchrun only the flow stage runs; {', '.join(missing)} missing in "
@@ -85,6 +107,8 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
                 "in one process first")
     if "export" in stages:
         require_flow_checkpoint(run_dir)  # before minutes of cache loading, not after
+    # Checked before minutes of rendering, like the export's checkpoint.
+    init_ae, init_flow = initial_weights(cfg) if cfg.init else (None, None)
     scenes = Scenes.build(cfg.data, run_dir / "scenes.pt")
     encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length)
     if stages == ("text",):
@@ -93,11 +117,12 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         TextCache.build(encoder, scenes, run_dir / "text.pt")
         return run_dir
 
-    ae = train_autoencoder(cfg, scenes, run_dir)
+    ae = init_ae if init_ae is not None else train_autoencoder(cfg, scenes, run_dir)
     report_path = run_dir / "autoencoder_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    if report.get("ae_steps") != cfg.ae_train.steps:  # measured once per trained autoencoder
-        report = {"ae_steps": cfg.ae_train.steps, **reconstruction_report(ae, scenes),
+    source = {"init": cfg.init} if cfg.init else {"ae_steps": cfg.ae_train.steps}
+    if any(report.get(k) != v for k, v in source.items()):  # measured once per autoencoder
+        report = {**source, **reconstruction_report(ae, scenes),
                   "judged": judged_reconstruction(ae, cfg.data.size,
                                                   count=min(120, cfg.data.count))}
         report_path.write_text(json.dumps(report, indent=2))
@@ -107,8 +132,11 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     if "flow" not in stages and "export" not in stages:
         return run_dir
 
-    scale, shift = latent_statistics(latents)
-    cfg.autoencoder = replace(cfg.autoencoder, scale_factor=scale, shift_factor=shift)
+    if init_ae is not None:  # the flow model it was trained with expects its scale and shift
+        cfg.autoencoder = init_ae.config
+    else:
+        scale, shift = latent_statistics(latents)
+        cfg.autoencoder = replace(cfg.autoencoder, scale_factor=scale, shift_factor=shift)
     ae.config = cfg.autoencoder  # decode() now applies the measured scale and shift
 
     text = TextCache.build(encoder, scenes, run_dir / "text.pt")
@@ -124,7 +152,8 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         model, ema, step = flow_checkpoint(cfg, run_dir)
         print(f"exporting the flow checkpoint at step {step} of {cfg.flow_train.steps}")
     else:
-        model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample)
+        model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample,
+                                init=init_flow)
     if not distributed.is_main_process():
         return run_dir
     if cfg.ae_train.decoder_steps > 0:

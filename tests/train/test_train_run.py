@@ -153,6 +153,41 @@ def test_a_resumed_run_reuses_the_autoencoder_report_instead_of_judging_again(re
     assert json.loads((tmp_path / "run" / "autoencoder_report.json").read_text()) == report
 
 
+def _continuation(recipe: Path, tmp_path: Path, **changes: str) -> Path:
+    """A recipe that continues from the first run's exported model without changing it
+    (learning rate 0, no decoder fine-tuning) unless `changes` say otherwise."""
+    text = recipe.read_text().replace(f'dir = "{tmp_path / "run"}"', f'dir = "{tmp_path / "run2"}"')
+    text = text.replace("decoder_steps = 2", "decoder_steps = 0")
+    text = text.replace("[flow_train]", "[flow_train]\nlr = 0.0")
+    for old, replacement in changes.items():
+        text = text.replace(old, replacement)
+    path = tmp_path / "continue.toml"
+    path.write_text(f'init = "{tmp_path / "run" / "model"}"\n' + text)
+    return path
+
+
+def test_a_run_initialised_from_an_exported_model_starts_from_its_weights(recipe, tmp_path):
+    assert _train(recipe) == 0
+    assert _train(_continuation(recipe, tmp_path)) == 0
+    assert not (tmp_path / "run2" / "autoencoder_state.pt").exists()  # stage 1 was skipped
+    first = FluxPipeline.from_pretrained(tmp_path / "run" / "model")
+    second = FluxPipeline.from_pretrained(tmp_path / "run2" / "model")
+    for a, b in ((first.vae, second.vae), (first.transformer, second.transformer)):
+        for (key, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y), key
+    assert second.vae.config == first.vae.config  # its latent scale and shift were kept
+
+
+def test_an_init_model_that_does_not_fit_the_recipe_is_a_one_line_error(recipe, tmp_path,
+                                                                         capsys):
+    assert _train(recipe) == 0
+    capsys.readouterr()
+    assert _train(_continuation(recipe, tmp_path, **{"depth = 1": "depth = 2"})) == 1
+    err = capsys.readouterr().err.strip()
+    assert "does not fit the recipe's [transformer]: depth = 1 (recipe: 2)" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_an_unknown_recipe_key_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[flow_train]\nstepz = 3\n")
