@@ -26,8 +26,10 @@ print(torch.__version__, transformers.__version__, m.__file__)" \
   >> "$out/logs/device.txt" 2>&1
 start=$(date +%s)
 timeout "$((minutes * 60))" python3 -m fluxai.cli.main train --config "$config" --out "$run" 2>&1 | log train
-echo "train: rc ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" >> "$out/logs/device.txt"
-fluxai train --config "$config" --out "$run" --stage export 2>&1 | log export
+rc=${PIPESTATUS[0]}
+echo "train: rc $rc after $(( $(date +%s) - start )) s" >> "$out/logs/device.txt"
+# A finished run has exported already; one stopped by the time limit exports its checkpoint.
+[ "$rc" = 0 ] || fluxai train --config "$config" --out "$run" --stage export 2>&1 | log export
 fluxai eval shapes --model "$run/model" --seeds 2 --device "${EVAL_DEVICE:-cuda}" --out "$run/eval" --quiet \
   > "$out/logs/eval.txt" 2>&1
 cp "$run"/autoencoder_report.json "$run"/loss.png "$run"/samples_*.png "$run"/eval/results.json \
