@@ -71,8 +71,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "style": {"rank": 16, "steps": 1500, "lr": 5e-4, "batch_size": 4, "targets": "all"},
     # The demonstration: flux-tiny learns the held-out hexagon from 200 generated examples.
     "shapes-hexagon": {
-        # ~24 GFLOP a step on flux-tiny (batch 8, 96 tokens): ~12 TFLOP for the run, sized
-        # for the 15 CPU-minute budget; time it on a quiet machine before trusting it.
+        # Sized for the 15 CPU-minute budget: 500 steps of batch 8 took 1.9 CPU-minutes
+        # on the 2-core AMX machine (docs/lora.md).
         "model": "flux-tiny", "data": "shapes:hexagon", "count": 200, "rank": 16,
         "steps": 500, "lr": 2e-3, "batch_size": 8, "prior_fraction": 0.25,
         "sample_every": 250, "sample_prompts": [
