@@ -178,6 +178,21 @@ def test_a_run_initialised_from_an_exported_model_starts_from_its_weights(recipe
     assert second.vae.config == first.vae.config  # its latent scale and shift were kept
 
 
+def test_a_recipe_without_flow_steps_trains_only_the_init_models_decoder(recipe, tmp_path):
+    assert _train(recipe) == 0
+    decoder_only = _continuation(recipe, tmp_path, **{"steps = 4": "steps = 0"})
+    decoder_only.write_text(decoder_only.read_text().replace("decoder_steps = 0",
+                                                             "decoder_steps = 2"))
+    assert _train(decoder_only) == 0
+    first = FluxPipeline.from_pretrained(tmp_path / "run" / "model")
+    second = FluxPipeline.from_pretrained(tmp_path / "run2" / "model")
+    for (key, x), y in zip(first.transformer.state_dict().items(),
+                           second.transformer.state_dict().values(), strict=True):
+        assert torch.equal(x, y), key
+    assert torch.equal(first.vae.encoder.conv_in.weight, second.vae.encoder.conv_in.weight)
+    assert not torch.equal(first.vae.decoder.conv_out.weight, second.vae.decoder.conv_out.weight)
+
+
 def test_an_init_model_that_does_not_fit_the_recipe_is_a_one_line_error(recipe, tmp_path,
                                                                          capsys):
     assert _train(recipe) == 0
