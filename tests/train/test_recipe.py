@@ -19,7 +19,5 @@ def test_the_defaults_are_the_flux_tiny_recipe():
 @pytest.mark.parametrize("path", sorted(RECIPE.parent.glob("*.toml")), ids=lambda p: p.name)
 def test_every_committed_recipe_loads_and_fits_its_init_model(path):
     recipe = load_train_config(path)
-    if recipe.init:  # the shipped weights it continues from have the recipe's shapes
-        ae, flow = initial_weights(recipe)
-        assert ae.config.z_channels == recipe.autoencoder.z_channels
-        assert flow.config == recipe.transformer
+    if recipe.init:  # raises unless the shipped weights it continues from fit its shapes
+        initial_weights(recipe)
