@@ -33,6 +33,7 @@ from fluxai.train.config import TrainConfig
 from fluxai.train.data import Scenes, TextCache, encode_latents
 from fluxai.train.ema import EMA
 from fluxai.train.flow import flow_checkpoint, require_flow_checkpoint, train_flow
+from fluxai.train.grow import add_single_blocks
 from fluxai.train.plots import image_grid
 
 
@@ -68,13 +69,16 @@ def export_model(cfg: TrainConfig, transformer: Flux, ae: AutoEncoder, out_dir: 
 
 
 def initial_weights(cfg: TrainConfig) -> tuple[AutoEncoder, Flux]:
-    """The autoencoder and transformer of `cfg.init`, checked against the recipe's shapes."""
+    """The autoencoder and transformer of `cfg.init`, checked against the recipe's shapes; a
+    recipe with more single-stream blocks grows the transformer (fluxai.train.grow)."""
     from fluxai.checkpoints import load_autoencoder, load_transformer
     from fluxai.registry import fluxai_folder
 
     folder = fluxai_folder(cfg.init)
     ae = load_autoencoder(folder / "ae.safetensors", dtype=torch.float32)
     flow = load_transformer(folder / "transformer.safetensors", dtype=torch.float32)
+    if cfg.transformer.depth_single_blocks > flow.config.depth_single_blocks:
+        flow = add_single_blocks(flow, cfg.transformer.depth_single_blocks)
     # scale and shift are measured properties of the trained autoencoder, not architecture.
     pairs = [("autoencoder", replace(ae.config, scale_factor=0.0, shift_factor=0.0),
               replace(cfg.autoencoder, scale_factor=0.0, shift_factor=0.0)),

@@ -193,6 +193,19 @@ def test_a_recipe_without_flow_steps_trains_only_the_init_models_decoder(recipe,
     assert not torch.equal(first.vae.decoder.conv_out.weight, second.vae.decoder.conv_out.weight)
 
 
+def test_a_recipe_with_more_single_blocks_grows_its_init_transformer(recipe, tmp_path):
+    assert _train(recipe) == 0
+    deeper = _continuation(recipe, tmp_path, **{"depth_single_blocks = 1":
+                                                "depth_single_blocks = 3"})
+    assert _train(deeper) == 0
+    first = FluxPipeline.from_pretrained(tmp_path / "run" / "model")
+    second = FluxPipeline.from_pretrained(tmp_path / "run2" / "model")
+    assert len(second.transformer.single_blocks) == 3
+    # lr 0: the old weights as they were, the new blocks closed, so the same images.
+    assert torch.equal(first("a red circle", seed=0, output_type="pt").images,
+                       second("a red circle", seed=0, output_type="pt").images)
+
+
 def test_an_init_model_that_does_not_fit_the_recipe_is_a_one_line_error(recipe, tmp_path,
                                                                          capsys):
     assert _train(recipe) == 0
