@@ -22,8 +22,11 @@ def add_single_blocks(flow: Flux, depth_single_blocks: int, seed: int = 0) -> Fl
     old = flow.config.depth_single_blocks
     if depth_single_blocks <= old:
         raise ValueError(f"can only add single-stream blocks: {depth_single_blocks} <= {old}")
-    torch.manual_seed(seed)  # the new blocks' other weights: the usual random init
-    grown = Flux(replace(flow.config, depth_single_blocks=depth_single_blocks))
+    # The new blocks' other weights take the usual random init, seeded without touching the
+    # caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        grown = Flux(replace(flow.config, depth_single_blocks=depth_single_blocks))
     missing, unexpected = grown.load_state_dict(flow.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("single_blocks.") for k in missing), missing
     hidden = flow.config.hidden_size

@@ -189,7 +189,9 @@ def test_a_recipe_without_flow_steps_trains_only_the_init_models_decoder(recipe,
     for (key, x), y in zip(first.transformer.state_dict().items(),
                            second.transformer.state_dict().values(), strict=True):
         assert torch.equal(x, y), key
-    assert torch.equal(first.vae.encoder.conv_in.weight, second.vae.encoder.conv_in.weight)
+    for (key, x), y in zip(first.vae.encoder.state_dict().items(),
+                           second.vae.encoder.state_dict().values(), strict=True):
+        assert torch.equal(x, y), key
     assert not torch.equal(first.vae.decoder.conv_out.weight, second.vae.decoder.conv_out.weight)
 
 
