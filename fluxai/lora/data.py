@@ -55,7 +55,7 @@ def folder_examples(folder: Path) -> list[Example]:
 
 
 def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
-                    prior_fraction: float = 0.25) -> list[Example]:
+                    prior_fraction: float = 0.25, layout: str = "free") -> list[Example]:
     """`count` generated examples: most show `shape`, `prior_fraction` are ordinary scenes."""
     from fluxai.shapes import WORLD, caption, place, render, sample_spec
 
@@ -74,7 +74,7 @@ def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
                                shapes=WORLD.shapes if prior else WORLD.all_shapes)
             if not prior and all(o.shape != shape for o in spec.objects):
                 continue
-            scene = place(spec, size, size, rng)
+            scene = place(spec, size, size, rng, layout)
             out.append(Example(Image.fromarray(render(scene)), caption(spec, rng, "train")))
             bar.update(1)
     return out
@@ -105,10 +105,10 @@ def write_eval_prompts(path: Path, prompts: list[tuple[str, Any]]) -> Path:
     return path
 
 
-def load_examples(data: str, size: int, count: int, seed: int, prior_fraction: float
-                  ) -> list[Example]:
+def load_examples(data: str, size: int, count: int, seed: int, prior_fraction: float,
+                  layout: str = "free") -> list[Example]:
     if data.startswith("shapes:"):
-        return shapes_examples(data.split(":", 1)[1], count, size, seed, prior_fraction)
+        return shapes_examples(data.split(":", 1)[1], count, size, seed, prior_fraction, layout)
     return folder_examples(Path(data).expanduser())
 
 

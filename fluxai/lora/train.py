@@ -30,6 +30,7 @@ from fluxai.lora.data import (
 )
 from fluxai.lora.io import save_lora
 from fluxai.sampling import image_ids, pack, text_ids, time_shift_mu
+from fluxai.shapes.scenes import LAYOUTS
 
 
 @dataclass
@@ -51,6 +52,7 @@ class LoraTrainConfig:
     seed: int = 0
     count: int = 200  # generated examples (shapes:<shape> data only)
     prior_fraction: float = 0.25  # generated examples that do not show the shape
+    layout: str = "free"  # where generated shapes go (shapes.scenes.LAYOUTS): the base model's
     sample_every: int = 0  # 0: only at the end
     sample_prompts: list[str] = field(default_factory=list)
     sample_steps: int | None = None
@@ -75,6 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # on the 2-core AMX machine (docs/lora.md).
         "model": "flux-tiny", "data": "shapes:hexagon", "count": 200, "rank": 16,
         "steps": 500, "lr": 2e-3, "batch_size": 8, "prior_fraction": 0.25,
+        "layout": "canonical",  # as flux-tiny's own training data
         "sample_every": 250, "sample_prompts": [
             "a red hexagon", "two blue hexagons", "a green hexagon left of a yellow circle",
             "a purple star"],
@@ -100,6 +103,8 @@ def make_config(preset: str | None = None, **overrides: Any) -> LoraTrainConfig:
         raise ValueError(f"targets must be 'all' or 'attn', got {cfg.targets!r}")
     if not 0.0 <= cfg.prior_fraction < 1.0:
         raise ValueError(f"prior-fraction must be in [0, 1), got {cfg.prior_fraction}")
+    if cfg.layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
     return cfg
 
 
@@ -178,10 +183,10 @@ class Trainer:
     def prepare(self) -> Cache:
         cfg = self.cfg
         key = cache_key(cfg.model, cfg.data, self.resolution, cfg.count, cfg.seed,
-                        cfg.prior_fraction, self._data_stamp())
+                        cfg.prior_fraction, self._data_stamp(), cfg.layout)
         return build_cache(
             lambda: load_examples(cfg.data, self.resolution, cfg.count, cfg.seed,
-                                  cfg.prior_fraction),
+                                  cfg.prior_fraction, cfg.layout),
             self.pipe, self.resolution, self.out / "cache.pt", key)
 
     def _data_stamp(self) -> str:

@@ -20,17 +20,18 @@ from fluxai.shapes.world import PromptSpec, Scene
 
 def iter_examples(seed: int, count: int, size: int = 128, height: int | None = None,
                   split: str = "train", shapes: list[str] | None = None, supersample: int = 1,
-                  ) -> Iterator[tuple[np.ndarray, str, PromptSpec, Scene]]:
+                  layout: str = "free") -> Iterator[tuple[np.ndarray, str, PromptSpec, Scene]]:
     """Example i depends only on (seed, i): a dataset can be regenerated or extended exactly."""
     for i in range(count):
         rng = np.random.default_rng([seed, i])
         spec = sample_spec(rng, split=split, shapes=shapes)
-        scene = place(spec, size, height or size, rng)
+        scene = place(spec, size, height or size, rng, layout)
         yield render(scene, supersample), caption(spec, rng, split), spec, scene
 
 
 def write_dataset(out: Path, count: int, size: int = 128, seed: int = 0,
-                  split: str = "train", shapes: list[str] | None = None) -> Path:
+                  split: str = "train", shapes: list[str] | None = None, layout: str = "free",
+                  ) -> Path:
     """PNG images plus `captions.jsonl` (file, caption, kind, spec, ground-truth objects).
 
     The JSONL is written under a temporary name and renamed at the end, so an interrupted run
@@ -39,7 +40,7 @@ def write_dataset(out: Path, count: int, size: int = 128, seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     index = out / "captions.jsonl"
     with atomic_path(index) as tmp, tmp.open("w") as f:
-        examples = iter_examples(seed, count, size, split=split, shapes=shapes)
+        examples = iter_examples(seed, count, size, split=split, shapes=shapes, layout=layout)
         for i, (image, text, spec, scene) in enumerate(
                 tqdm(examples, total=count, desc="shapes dataset")):
             name = f"{i:06d}.png"

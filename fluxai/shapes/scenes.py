@@ -25,6 +25,21 @@ from fluxai.shapes.world import (
 HELD_OUT_MODULUS = 10  # one composition in ten is kept for evaluation only
 EDGE_SIZES = ("small", "medium")  # a large object cannot sit in an edge cell and keep its margin
 
+# How a scene fills in what its prompt leaves free. "free": any position on the canvas and any
+# size. "canonical": the contract's grid cells in one arrangement per object count (or
+# relation) and one size, so a prompt fixes its layout up to jitter, background and free
+# colours; a small model then learns what the prompt names instead of spending its capacity
+# on where things might go.
+LAYOUTS = ("free", "canonical")
+CANONICAL_CELLS = {
+    1: ("center",),
+    2: ("left", "right"),
+    3: ("left", "center", "right"),
+    4: ("top left", "top right", "bottom left", "bottom right"),
+}
+RELATION_CELLS = {"left of": ("left", "right"), "right of": ("right", "left"),
+                  "above": ("top", "bottom"), "below": ("bottom", "top")}
+
 
 def composition_key(spec: PromptSpec) -> str | None:
     """What a composition is, independent of phrasing, size, position and background.
@@ -151,8 +166,23 @@ def _wanted_objects(spec: PromptSpec) -> list[ObjectSpec]:
     return list(spec.objects)
 
 
-def place(spec: PromptSpec, width: int, height: int, rng: np.random.Generator) -> Scene:
-    """A scene that satisfies the spec exactly (free attributes drawn at random)."""
+def canonical_objects(spec: PromptSpec) -> list[ObjectSpec]:
+    """The objects of the canonical layout: each unplaced object gets its cell by prompt
+    order, and an unsized one the largest size that fits its arrangement (large alone in
+    the centre, medium otherwise)."""
+    wanted = _wanted_objects(spec)
+    cells = RELATION_CELLS[spec.relation] if spec.relation else CANONICAL_CELLS[len(wanted)]
+    alone = len(wanted) == 1 and wanted[0].position in (None, "center")
+    size = "large" if alone else "medium"
+    return [replace(o, position=o.position or cell, size=o.size or size)
+            for o, cell in zip(wanted, cells, strict=True)]
+
+
+def place(spec: PromptSpec, width: int, height: int, rng: np.random.Generator,
+          layout: str = "free") -> Scene:
+    """A scene that satisfies the spec exactly; `layout` says how free attributes are drawn."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     side = min(width, height)
     named = {o.color for o in spec.objects} - {None}
     if spec.background in named:
@@ -160,7 +190,7 @@ def place(spec: PromptSpec, width: int, height: int, rng: np.random.Generator) -
                          "would be invisible; the contract never draws one")
     background = spec.background or _choice(
         rng, [b for b in WORLD.backgrounds if b not in named])
-    wanted = _wanted_objects(spec)
+    wanted = canonical_objects(spec) if layout == "canonical" else _wanted_objects(spec)
     # Counting scenes draw every object of one colour unless the prompt says otherwise, so a
     # "three squares" image is three of the same thing, as a person would draw it.
     shared_color = _choice(rng, [c for c in WORLD.object_colors if c != background])

@@ -228,14 +228,14 @@ def reconstruction_report(ae: AutoEncoder, scenes: Scenes, count: int = 256) -> 
 
 
 @torch.no_grad()
-def judged_reconstruction(ae: AutoEncoder, size: int, count: int = 120, seed: int = 99
-                          ) -> dict[str, float]:
+def judged_reconstruction(ae: AutoEncoder, size: int, count: int = 120, seed: int = 99,
+                          layout: str = "free") -> dict[str, float]:
     """Share of fresh ground-truth scenes whose reconstruction the judge still accepts, per
     kind: what the autoencoder costs the final score before any flow model is trained."""
     from fluxai.shapes import iter_examples
     from fluxai.shapes.judge import judge
 
-    examples = list(iter_examples(seed, count, size, supersample=1))
+    examples = list(iter_examples(seed, count, size, supersample=1, layout=layout))
     images = torch.from_numpy(np.stack([e[0] for e in examples]))
     x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
     recon = torch.cat([ae.decoder(ae.encode_moments(chunk)[0]) for chunk in x.split(32)])

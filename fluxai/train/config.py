@@ -13,6 +13,7 @@ from typing import Any
 import tomllib
 
 from fluxai.config import AutoEncoderConfig, FluxConfig
+from fluxai.shapes.scenes import LAYOUTS
 from fluxai.train.precision import PRECISIONS
 
 
@@ -23,6 +24,7 @@ class DataConfig:
     size: int = 128
     seed: int = 0
     supersample: int = 1  # 1: hard edges, which an L1-trained autoencoder reproduces crisply
+    layout: str = "free"  # what the prompt leaves free: "free" anywhere, "canonical" fixed cells
 
 
 @dataclass
@@ -140,4 +142,7 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {config.precision!r}")
+    if config.data.layout not in LAYOUTS:
+        raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}, "
+                         f"got {config.data.layout!r}")
     return config

@@ -26,28 +26,32 @@ class Scenes:
     images: Tensor  # (N, H, W, 3) uint8
     captions: list[list[str]]  # captions_per_image phrasings of each scene
     kinds: list[str]
+    layout: str = "free"
 
     @staticmethod
     def build(cfg: DataConfig, path: Path) -> Scenes:
         if path.exists():
             scenes = Scenes(**torch.load(path, weights_only=False))
-            if len(scenes.images) != cfg.count or scenes.images.shape[1] != cfg.size:
+            if len(scenes.images) != cfg.count or scenes.images.shape[1] != cfg.size \
+                    or scenes.layout != cfg.layout:
                 raise ValueError(
-                    f"{path} holds {len(scenes.images)} scenes of {scenes.images.shape[1]} px, "
-                    f"the recipe asks for {cfg.count} of {cfg.size} px: use another output.dir "
+                    f"{path} holds {len(scenes.images)} scenes of {scenes.images.shape[1]} px "
+                    f"in the {scenes.layout} layout, the recipe asks for {cfg.count} of "
+                    f"{cfg.size} px in the {cfg.layout} layout: use another output.dir "
                     "(or delete the run's caches) after changing [data]")
             return scenes
         from fluxai.shapes import caption, iter_examples
 
         images, captions, kinds = [], [], []
         rng = np.random.default_rng(cfg.seed + 1)
-        examples = iter_examples(cfg.seed, cfg.count, cfg.size, supersample=cfg.supersample)
+        examples = iter_examples(cfg.seed, cfg.count, cfg.size, supersample=cfg.supersample,
+                                 layout=cfg.layout)
         for image, text, spec, _scene in tqdm(examples, total=cfg.count, desc="render scenes"):
             images.append(torch.from_numpy(np.ascontiguousarray(image)))
             extra = [caption(spec, rng, "train") for _ in range(cfg.captions_per_image - 1)]
             captions.append([text, *extra])
             kinds.append(spec.kind)
-        scenes = Scenes(torch.stack(images), captions, kinds)
+        scenes = Scenes(torch.stack(images), captions, kinds, cfg.layout)
         torch_save(vars(scenes), path)
         return scenes
 

@@ -128,7 +128,8 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     if any(report.get(k) != v for k, v in source.items()):  # measured once per autoencoder
         report = {**source, **reconstruction_report(ae, scenes),
                   "judged": judged_reconstruction(ae, cfg.data.size,
-                                                  count=min(120, cfg.data.count))}
+                                                  count=min(120, cfg.data.count),
+                                                  layout=cfg.data.layout)}
         report_path.write_text(json.dumps(report, indent=2))
     print(f"autoencoder reconstruction: {report}")
     latents = encode_latents(ae, scenes, run_dir / "latents.pt", torch.device(cfg.device),
@@ -164,7 +165,7 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         # Last, because it leaves the latent space (and so the flow model) untouched.
         ae = finetune_decoder(cfg, ae, scenes, latents, run_dir)
         report["judged_after_decoder"] = judged_reconstruction(
-            ae, cfg.data.size, count=min(120, cfg.data.count))
+            ae, cfg.data.size, count=min(120, cfg.data.count), layout=cfg.data.layout)
         report_path.write_text(json.dumps(report, indent=2))
         print(f"after decoder fine-tuning: {report['judged_after_decoder']}")
     ema.copy_to(model)

@@ -131,3 +131,24 @@ def test_cli_trains_on_generated_shapes(tmp_path):
                  "--resolution", "32", "--sample-prompt", "a red hexagon", "-o", str(out)]) == 0
     assert (out / "lora.safetensors").is_file()
     assert (out / "samples" / "step-000002.png").is_file()
+
+
+def test_generated_shape_examples_are_placed_in_the_requested_layout(monkeypatch):
+    import fluxai.shapes
+    from fluxai.lora.data import shapes_examples
+
+    layouts = []
+    real_place = fluxai.shapes.place
+
+    def recording_place(spec, width, height, rng, layout="free"):
+        layouts.append(layout)
+        return real_place(spec, width, height, rng, layout)
+
+    monkeypatch.setattr(fluxai.shapes, "place", recording_place)
+    shapes_examples("hexagon", 6, 64, seed=1, layout="canonical")
+    assert layouts == ["canonical"] * 6
+
+
+def test_an_unknown_layout_is_refused_by_the_lora_trainer():
+    with pytest.raises(ValueError, match="layout must be one of free, canonical, got 'grid'"):
+        make_config(None, layout="grid")

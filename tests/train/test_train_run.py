@@ -137,7 +137,17 @@ def test_a_changed_scene_count_is_refused_rather_than_served_from_the_old_cache(
     capsys.readouterr()
     assert _train(recipe, "--stage", "text") == 1
     err = capsys.readouterr().err
-    assert "holds 24 scenes of 64 px, the recipe asks for 30" in err
+    assert "holds 24 scenes of 64 px in the free layout, the recipe asks for 30" in err
+
+
+def test_a_changed_layout_is_refused_rather_than_served_from_the_old_cache(recipe, capsys):
+    assert _train(recipe, "--stage", "text") == 0
+    text = recipe.read_text().replace("size = 64\n", 'size = 64\nlayout = "canonical"\n')
+    recipe.write_text(text)
+    capsys.readouterr()
+    assert _train(recipe, "--stage", "text") == 1
+    err = capsys.readouterr().err
+    assert "in the free layout, the recipe asks for 24 of 64 px in the canonical layout" in err
 
 
 def test_a_resumed_run_reuses_the_autoencoder_report_instead_of_judging_again(recipe, tmp_path,
@@ -232,6 +242,15 @@ def test_an_unknown_precision_is_a_one_line_error_before_any_work(tmp_path, caps
     assert _train(bad) == 1
     err = capsys.readouterr().err
     assert "precision must be one of auto, bf16, fp32" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_layout_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[data]\nlayout = "grid"\n[output]\ndir = "{tmp_path / "run"}"\n')
+    assert _train(bad) == 1
+    err = capsys.readouterr().err
+    assert "data.layout must be one of free, canonical, got 'grid'" in err
     assert not (tmp_path / "run").exists()
 
 
