@@ -52,7 +52,7 @@ class LoraTrainConfig:
     seed: int = 0
     count: int = 200  # generated examples (shapes:<shape> data only)
     prior_fraction: float = 0.25  # generated examples that do not show the shape
-    layout: str = "free"  # where generated shapes go (shapes.scenes.LAYOUTS): the base model's
+    layout: str = "free"  # shapes.scenes.LAYOUTS: place generated shapes as the base model's data
     sample_every: int = 0  # 0: only at the end
     sample_prompts: list[str] = field(default_factory=list)
     sample_steps: int | None = None
