@@ -30,7 +30,7 @@ from fluxai.lora.data import (
 )
 from fluxai.lora.io import save_lora
 from fluxai.sampling import image_ids, pack, text_ids, time_shift_mu
-from fluxai.shapes.scenes import LAYOUTS
+from fluxai.shapes.scenes import check_layout
 
 
 @dataclass
@@ -103,8 +103,7 @@ def make_config(preset: str | None = None, **overrides: Any) -> LoraTrainConfig:
         raise ValueError(f"targets must be 'all' or 'attn', got {cfg.targets!r}")
     if not 0.0 <= cfg.prior_fraction < 1.0:
         raise ValueError(f"prior-fraction must be in [0, 1), got {cfg.prior_fraction}")
-    if cfg.layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
+    check_layout(cfg.layout)
     return cfg
 
 

@@ -166,23 +166,36 @@ def _wanted_objects(spec: PromptSpec) -> list[ObjectSpec]:
     return list(spec.objects)
 
 
+def check_layout(layout: str, name: str = "layout") -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"{name} must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+
+
+def _default_cells(spec: PromptSpec, wanted: list[ObjectSpec]) -> list[str]:
+    if spec.relation:
+        return list(RELATION_CELLS[spec.relation])  # by role, so that the relation holds
+    # Cells another object names are not handed out again, so a named cell never collides
+    # with a default one.
+    taken = {o.position for o in wanted}
+    free = iter([c for c in CANONICAL_CELLS[len(wanted)] if c not in taken])
+    return [o.position or next(free) for o in wanted]
+
+
 def canonical_objects(spec: PromptSpec) -> list[ObjectSpec]:
-    """The objects of the canonical layout: each unplaced object gets its cell by prompt
-    order, and an unsized one the largest size that fits its arrangement (large alone in
-    the centre, medium otherwise)."""
+    """The objects of the canonical layout: each unplaced object gets its arrangement's cell by
+    prompt order; an unsized object is large when alone in the centre, medium otherwise (one
+    size for every arrangement of two to four)."""
     wanted = _wanted_objects(spec)
-    cells = RELATION_CELLS[spec.relation] if spec.relation else CANONICAL_CELLS[len(wanted)]
     alone = len(wanted) == 1 and wanted[0].position in (None, "center")
     size = "large" if alone else "medium"
     return [replace(o, position=o.position or cell, size=o.size or size)
-            for o, cell in zip(wanted, cells, strict=True)]
+            for o, cell in zip(wanted, _default_cells(spec, wanted), strict=True)]
 
 
 def place(spec: PromptSpec, width: int, height: int, rng: np.random.Generator,
           layout: str = "free") -> Scene:
     """A scene that satisfies the spec exactly; `layout` says how free attributes are drawn."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    check_layout(layout)
     side = min(width, height)
     named = {o.color for o in spec.objects} - {None}
     if spec.background in named:

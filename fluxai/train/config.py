@@ -13,7 +13,7 @@ from typing import Any
 import tomllib
 
 from fluxai.config import AutoEncoderConfig, FluxConfig
-from fluxai.shapes.scenes import LAYOUTS
+from fluxai.shapes.scenes import check_layout
 from fluxai.train.precision import PRECISIONS
 
 
@@ -142,7 +142,5 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {config.precision!r}")
-    if config.data.layout not in LAYOUTS:
-        raise ValueError(f"data.layout must be one of {', '.join(LAYOUTS)}, "
-                         f"got {config.data.layout!r}")
+    check_layout(config.data.layout, "data.layout")
     return config

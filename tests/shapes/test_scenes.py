@@ -104,6 +104,14 @@ def test_canonical_layout_keeps_what_the_prompt_names():
     assert o.r == pytest.approx(WORLD.sizes["small"] * 128, rel=WORLD.size_jitter + 1e-9)
 
 
+def test_canonical_layout_never_gives_a_named_cell_to_another_object():
+    rng = np.random.default_rng(8)
+    spec = PromptSpec("two_object", (ObjectSpec("star", position="right"), ObjectSpec("circle")))
+    for _ in range(20):
+        scene = place(spec, 128, 128, rng, "canonical")
+        assert [_cell_of(o) for o in scene.objects] == ["right", "left"]
+
+
 def test_an_unknown_layout_is_refused():
     spec = PromptSpec("single_object", (ObjectSpec("circle"),))
     with pytest.raises(ValueError, match="layout must be one of free, canonical"):
