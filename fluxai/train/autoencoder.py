@@ -20,6 +20,7 @@ from fluxai.train.checkpoint import resume, save_state
 from fluxai.train.config import AutoEncoderTrain, TrainConfig
 from fluxai.train.data import Scenes
 from fluxai.train.precision import autocast
+from fluxai.train.seeds import stream_seed, weights_fingerprint
 
 # Pixels are judged by their nearest palette colour; this temperature (in squared [-1, 1]
 # units; the closest two palette colours are 0.33 apart) makes the palette cross-entropy
@@ -179,8 +180,10 @@ def finetune_decoder(cfg: TrainConfig, ae: AutoEncoder, scenes: Scenes, latents:
     palette = palette_tensor().to(device)
     opt = torch.optim.AdamW(decoder.parameters(), lr=tc.decoder_lr, weight_decay=0.0)
     ckpt = run_dir / "decoder_state.pt"
+    # A shipped decoder was fine-tuned on this stage's stream: fingerprinted before resuming.
+    init_fingerprint = weights_fingerprint(decoder) if cfg.init else None
     start, losses, _ = resume(ckpt, decoder, opt)
-    gen = torch.Generator().manual_seed(cfg.data.seed + 13 + start)
+    gen = torch.Generator().manual_seed(stream_seed(cfg.data.seed + 13, start, init_fingerprint))
     noise_std = tc.decoder_noise * latents.std().item()
     count = whole_canvas_batch(cfg)
     decoder.train()

@@ -14,6 +14,7 @@ import tomllib
 
 from fluxai.config import AutoEncoderConfig, FluxConfig
 from fluxai.shapes.scenes import check_layout
+from fluxai.shapes.world import WORLD
 from fluxai.train.precision import PRECISIONS
 
 
@@ -62,6 +63,9 @@ class FlowTrain:
     shift: bool = True  # resolution-dependent time shift of the sampled timesteps
     ema_decay: float = 0.999
     compile: bool = True  # torch.compile the transformer (a minute of compiling, then faster)
+    # How often a scene of each kind is drawn, relative to 1 for a kind not named: a continued
+    # run can spend its steps where the model is weakest ({} draws every scene alike).
+    kind_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,4 +147,15 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {config.precision!r}")
     check_layout(config.data.layout, "data.layout")
+    check_kind_weights(config.flow_train.kind_weights)
     return config
+
+
+def check_kind_weights(weights: dict[str, float]) -> None:
+    for kind, weight in weights.items():
+        if kind not in WORLD.kinds:
+            raise ValueError(f"flow_train.kind_weights: unknown kind {kind!r}; allowed: "
+                             f"{', '.join(WORLD.kinds)}")
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
+            raise ValueError(f"flow_train.kind_weights.{kind} must be a positive number, "
+                             f"got {weight!r}")

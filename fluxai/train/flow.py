@@ -22,6 +22,7 @@ from fluxai.train.data import TextCache
 from fluxai.train.ema import EMA
 from fluxai.train.plots import loss_curve
 from fluxai.train.precision import autocast
+from fluxai.train.seeds import stream_seed
 
 
 def sample_timesteps(batch: int, cfg: TrainConfig, seq_len: int, generator: torch.Generator
@@ -55,6 +56,21 @@ def flow_checkpoint(cfg: TrainConfig, run_dir: Path) -> tuple[Flux, EMA, int]:
     return model, ema, state["step"]
 
 
+def scene_weights(kinds: list[str], kind_weights: dict[str, float]) -> torch.Tensor | None:
+    """Each scene's chance of being drawn, from its kind's weight (1 where unnamed); None when
+    every scene is drawn alike."""
+    if not kind_weights:
+        return None
+    return torch.tensor([float(kind_weights.get(kind, 1.0)) for kind in kinds])
+
+
+def draw_examples(n: int, batch: int, weights: torch.Tensor | None,
+                  generator: torch.Generator) -> torch.Tensor:
+    if weights is None:
+        return torch.randint(0, n, (batch,), generator=generator)
+    return torch.multinomial(weights, batch, replacement=True, generator=generator)
+
+
 def train_flow(
     cfg: TrainConfig,
     latents: torch.Tensor,
@@ -62,9 +78,11 @@ def train_flow(
     run_dir: Path,
     on_sample: Callable[[Flux, EMA, int], None] | None = None,
     init: Flux | None = None,
+    kinds: list[str] | None = None,
 ) -> tuple[Flux, EMA]:
     """Train from (or resume at) the last checkpoint, else from `init`'s weights (or random
-    ones); returns the model and its EMA."""
+    ones); returns the model and its EMA. `kinds` (each scene's kind) is needed only when the
+    recipe weights kinds."""
     tc = cfg.flow_train
     ae_cfg = cfg.autoencoder
     d = distributed.setup(cfg.device)
@@ -88,8 +106,11 @@ def train_flow(
     forward = DistributedDataParallel(model) if d.active else model
 
     n, _, lh, lw = latents.shape
+    if tc.kind_weights and (kinds is None or len(kinds) != n):
+        raise ValueError("flow_train.kind_weights needs the kind of every cached scene")
+    weights = scene_weights(kinds or [], tc.kind_weights)
     seq_len = (lh // 2) * (lw // 2)
-    seed = cfg.data.seed + 11 + start + 7919 * d.rank
+    seed = stream_seed(cfg.data.seed + 11 + 7919 * d.rank, start, init)
     gen = torch.Generator().manual_seed(seed)  # which examples, captions, timesteps
     noise_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
     img_ids = image_ids(lh, lw, tc.batch_size, device)
@@ -109,7 +130,7 @@ def train_flow(
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.lr, tc.warmup, tc.steps)
-        idx = torch.randint(0, n, (tc.batch_size,), generator=gen)
+        idx = draw_examples(n, tc.batch_size, weights, gen)
         which = torch.randint(0, text.index.shape[1], (tc.batch_size,), generator=gen)
         rows = text.index[idx, which]
         drop = torch.rand(tc.batch_size, generator=gen) < tc.caption_dropout

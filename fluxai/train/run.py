@@ -158,7 +158,7 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
         print(f"exporting the flow checkpoint at step {step} of {cfg.flow_train.steps}")
     else:
         model, ema = train_flow(cfg, latents, text, run_dir, on_sample=on_sample,
-                                init=init_flow)
+                                init=init_flow, kinds=scenes.kinds)
     if not distributed.is_main_process():
         return run_dir
     if cfg.ae_train.decoder_steps > 0:

@@ -100,6 +100,13 @@ def test_decoder_fine_tuning_changes_the_decoder_and_never_the_encoder(recipe, t
     assert set(report["judged_after_decoder"]) >= {"overall"}
 
 
+def test_a_recipe_with_kind_weights_trains_the_flow_stage(recipe, tmp_path):
+    weighted = "[flow_train]\nkind_weights = { position = 3.0 }\n"
+    recipe.write_text(recipe.read_text().replace("[flow_train]\n", weighted))
+    assert _train(recipe, "--steps", "2") == 0
+    assert torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)["step"] == 2
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(recipe, tmp_path):
     assert _train(recipe, "--steps", "2") == 0
     state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
@@ -252,6 +259,16 @@ def test_an_unknown_layout_is_a_one_line_error_before_any_work(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "data.layout must be one of free, canonical, got 'grid'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_kind_weight_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[flow_train]\nkind_weights = {{ positon = 3.0 }}\n[output]\n'
+                   f'dir = "{tmp_path / "run"}"\n')
+    assert _train(bad) == 1
+    err = capsys.readouterr().err
+    assert "flow_train.kind_weights: unknown kind 'positon'; allowed: single_object" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
