@@ -28,6 +28,24 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     add_perf_arguments(s)  # accuracy with a speed/memory shortcut (docs/benchmarks.md)
     s.set_defaults(run=run)
 
+    b = kinds.add_parser("binding", help="does the model put each named shape in its place? "
+                                          "(flow-loss gap when a caption's shapes are exchanged)")
+    b.add_argument("--model", default=None, help="model name or folder (default flux-tiny)")
+    b.add_argument("--scenes", type=int, default=64, help="rendered scenes per arrangement")
+    b.add_argument("--t", type=float, nargs="+", default=[0.6, 0.8],
+                   help="noise levels to measure at, in (0, 1]")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
+    b.add_argument("--lora", action="append", metavar="FILE[:SCALE]",
+                   help="measure with a LoRA applied, optionally scaled; repeatable")
+    b.set_defaults(run=run_binding)
+
+
+def run_binding(args: argparse.Namespace) -> int:
+    from fluxai.shapes.binding import run_binding
+
+    return run_binding(args)
+
 
 def run(args: argparse.Namespace) -> int:
     from fluxai.shapes.evaluate import run_eval
