@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fluxai.pipeline import FluxPipeline, image_to_tensor
 from fluxai.sampling import image_ids, pack, text_ids
 from fluxai.shapes.captions import caption
 from fluxai.shapes.render import render
@@ -86,7 +87,7 @@ def probe_pairs(arrangement: str, n: int, seed: int = 0, size: int = 128,
 
 
 @torch.no_grad()
-def binding_gaps(pipe, scenes: int = 64, timesteps: Sequence[float] = (0.6, 0.8),
+def binding_gaps(pipe: FluxPipeline, scenes: int = 64, timesteps: Sequence[float] = (0.6, 0.8),
                  seed: int = 0, batch_size: int = 32, layout: str = "canonical"
                  ) -> list[BindingGap]:
     """The binding gap of a pipeline's model, per arrangement and time."""
@@ -103,8 +104,8 @@ def binding_gaps(pipe, scenes: int = 64, timesteps: Sequence[float] = (0.6, 0.8)
         totals = {t: [0.0, 0.0] for t in timesteps}
         for start in range(0, scenes, batch_size):
             chunk = pairs[start:start + batch_size]
-            images = torch.from_numpy(np.stack([p[0] for p in chunk])).permute(0, 3, 1, 2)
-            x0 = pipe.vae.encode((images.float() / 127.5 - 1.0).to(device, dtype))
+            images = torch.cat([image_to_tensor(p[0], size, size) for p in chunk])
+            x0 = pipe.vae.encode(images.to(device, dtype))
             b, _, lh, lw = x0.shape
             img_ids, txt = image_ids(lh, lw, b, device).to(dtype), []
             for texts in ([p[1] for p in chunk], [p[2] for p in chunk]):
