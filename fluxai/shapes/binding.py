@@ -11,6 +11,7 @@ and not top/bottom (which only `above`/`below` prompts teach).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -136,12 +137,11 @@ def format_gaps(gaps: Sequence[BindingGap]) -> str:
     return "\n".join(lines)
 
 
-def run_binding(args) -> int:
+def run_binding(args: argparse.Namespace) -> int:
     """`fluxai eval binding`: the table on stdout, then the gaps as one JSON object."""
     import json
 
     from fluxai.cli.generate import pick_device
-    from fluxai.pipeline import FluxPipeline
     from fluxai.registry import DEFAULT_MODEL
 
     if args.scenes < 1:

@@ -3,6 +3,7 @@ import re
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from fluxai.cli.main import main
 from fluxai.pipeline import FluxPipeline
@@ -72,6 +73,23 @@ def test_cli_prints_the_table_then_json(capsys):
     assert lines[0].split()[0] == "arrangement"
     summary = json.loads(lines[-1])
     assert [g["arrangement"] for g in summary["gaps"]] == list(ARRANGEMENTS)
+
+
+def test_cli_measures_with_a_lora_applied(tmp_path, capsys):
+    hidden = 64  # flux-test-dev's width
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "kohya.safetensors"
+    save_file({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight":
+               torch.randn(4, hidden, generator=g),
+               "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight":
+               torch.randn(3 * hidden, 4, generator=g)}, path)
+    losses = []
+    for extra in ([], ["--lora", str(path)]):
+        argv = ["eval", "binding", "--model", "flux-test-dev", "--scenes", "2", "--t", "0.5"]
+        assert main(argv + extra) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        losses.append([g["loss"] for g in summary["gaps"]])
+    assert losses[0] != losses[1]
 
 
 def test_cli_rejects_times_outside_the_trajectory(capsys):
