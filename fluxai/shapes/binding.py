@@ -112,13 +112,13 @@ def binding_gaps(pipe: FluxPipeline, scenes: int = 64, timesteps: Sequence[float
             for texts in ([p[1] for p in chunk], [p[2] for p in chunk]):
                 context, pooled = pipe.encode_prompt(texts)
                 txt.append((context, pooled, text_ids(b, context.shape[1], device).to(dtype)))
+            # A guidance-distilled model (dev) is asked at its default strength.
+            g = (torch.full((b,), pipe.defaults.guidance_scale, device=device, dtype=dtype)
+                 if model.config.guidance_embed else None)
             for t in timesteps:
                 noise = torch.randn(x0.shape, generator=gen).to(device, dtype)
                 xt, target = pack((1 - t) * x0 + t * noise), pack(noise - x0).float()
                 tt = torch.full((b,), t, device=device, dtype=dtype)
-                # A guidance-distilled model (dev) is asked at its default strength.
-                g = (torch.full((b,), pipe.defaults.guidance_scale, device=device, dtype=dtype)
-                     if model.config.guidance_embed else None)
                 for i, (context, pooled, ids) in enumerate(txt):
                     pred = model(xt, img_ids, context, ids, tt, pooled, g)
                     totals[t][i] += F.mse_loss(pred.float(), target, reduction="sum").item()
