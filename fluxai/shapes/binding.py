@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,8 +23,7 @@ from fluxai.pipeline import FluxPipeline, image_to_tensor
 from fluxai.sampling import image_ids, pack, text_ids
 from fluxai.shapes.captions import caption
 from fluxai.shapes.render import render
-from fluxai.shapes.scenes import place, sample_spec
-from fluxai.shapes.world import PromptSpec
+from fluxai.shapes.scenes import exchange_shapes, place, sample_spec
 
 # The arrangements a two-object prompt can ask for, as (kind, relation). One relation each: a
 # model that always draws the first-named shape on top gains on `above` scenes what it loses on
@@ -54,14 +53,6 @@ class BindingGap:
     def share(self) -> float:
         """The gap as a share of the loss: 0 = the caption's shape order is ignored."""
         return self.gap / self.loss if self.loss else 0.0
-
-
-def exchange_shapes(spec: PromptSpec) -> PromptSpec:
-    """The spec with its two objects' shapes exchanged; colours, sizes and places stay."""
-    if len(spec.objects) != 2:
-        raise ValueError(f"exchanging shapes needs two objects, the spec has {len(spec.objects)}")
-    a, b = spec.objects
-    return replace(spec, objects=(replace(a, shape=b.shape), replace(b, shape=a.shape)))
 
 
 def probe_pairs(arrangement: str, n: int, seed: int = 0, size: int = 128,

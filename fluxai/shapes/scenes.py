@@ -236,3 +236,11 @@ def place(spec: PromptSpec, width: int, height: int, rng: np.random.Generator,
             continue
         return Scene(width, height, background, placed)
     raise ValueError(f"cannot place {spec} on a {width}x{height} canvas")
+
+
+def exchange_shapes(spec: PromptSpec) -> PromptSpec:
+    """The spec with its two objects' shapes exchanged; colours, sizes and places stay."""
+    if len(spec.objects) != 2:
+        raise ValueError(f"exchanging shapes needs two objects, the spec has {len(spec.objects)}")
+    a, b = spec.objects
+    return replace(spec, objects=(replace(a, shape=b.shape), replace(b, shape=a.shape)))

@@ -66,6 +66,14 @@ class FlowTrain:
     # How often a scene of each kind is drawn, relative to 1 for a kind not named: a continued
     # run can spend its steps where the model is weakest ({} draws every scene alike).
     kind_weights: dict[str, float] = field(default_factory=dict)
+    # Exchange loss (0: off). The flow loss alone lets a model draw either named shape in either
+    # place; this asks it, for scenes of two distinct shapes, to predict the velocity worse with
+    # a caption of the same scene with the shapes exchanged than with its own caption: a logistic
+    # loss on the relative gap (exchanged - own) / own, weighted by t (where noise hides the
+    # layout, only the caption can tell the shapes' places).
+    exchange_weight: float = 0.0
+    exchange_batch: int = 32  # exchanged examples per step, a fixed number for torch.compile
+    exchange_temperature: float = 0.25  # the relative gap that counts as clearly told apart
 
 
 @dataclass
@@ -148,7 +156,19 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
                          f"got {config.precision!r}")
     check_layout(config.data.layout, "data.layout")
     check_kind_weights(config.flow_train.kind_weights)
+    check_exchange(config.flow_train)
     return config
+
+
+def check_exchange(tc: FlowTrain) -> None:
+    if tc.exchange_weight < 0:
+        raise ValueError(f"flow_train.exchange_weight must be >= 0, got {tc.exchange_weight}")
+    if tc.exchange_batch < 1:
+        raise ValueError(f"flow_train.exchange_batch must be a positive integer, "
+                         f"got {tc.exchange_batch}")
+    if tc.exchange_temperature <= 0:
+        raise ValueError(f"flow_train.exchange_temperature must be > 0, "
+                         f"got {tc.exchange_temperature}")
 
 
 def check_kind_weights(weights: dict[str, float]) -> None:

@@ -2,12 +2,14 @@
 
 Three caches, each built once and reused on resume: rendered scenes (uint8 images and several
 captions each), autoencoder latents (posterior means, unscaled), and text embeddings of every
-distinct caption plus the empty prompt (for caption dropout).
+distinct caption plus the empty prompt (for caption dropout). A scene of two distinct shapes
+also has an exchanged caption: one of the same scene with its two shapes swapped, which the
+flow trainer's exchange loss uses as a wrong caption for that image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 from fluxai.atomic import torch_save
 from fluxai.model.autoencoder import AutoEncoder
+from fluxai.shapes.world import PromptSpec
 from fluxai.text.base import TextEncoder
 from fluxai.train.config import DataConfig
 
@@ -27,6 +30,7 @@ class Scenes:
     captions: list[list[str]]  # captions_per_image phrasings of each scene
     kinds: list[str]
     layout: str = "free"
+    exchanged: list[str] = field(default_factory=list)  # per scene; "" where none
 
     @staticmethod
     def build(cfg: DataConfig, path: Path) -> Scenes:
@@ -42,8 +46,11 @@ class Scenes:
             return scenes
         from fluxai.shapes import caption, iter_examples
 
-        images, captions, kinds = [], [], []
+        images, captions, kinds, exchanged = [], [], [], []
         rng = np.random.default_rng(cfg.seed + 1)
+        # Its own generator, so that the scenes and their captions are those of a cache built
+        # before exchanged captions existed.
+        exchange_rng = np.random.default_rng(cfg.seed + 2)
         examples = iter_examples(cfg.seed, cfg.count, cfg.size, supersample=cfg.supersample,
                                  layout=cfg.layout)
         for image, text, spec, _scene in tqdm(examples, total=cfg.count, desc="render scenes"):
@@ -51,13 +58,31 @@ class Scenes:
             extra = [caption(spec, rng, "train") for _ in range(cfg.captions_per_image - 1)]
             captions.append([text, *extra])
             kinds.append(spec.kind)
-        scenes = Scenes(torch.stack(images), captions, kinds, cfg.layout)
+            exchanged.append(exchanged_caption(spec, exchange_rng))
+        scenes = Scenes(torch.stack(images), captions, kinds, cfg.layout, exchanged)
         torch_save(vars(scenes), path)
         return scenes
+
+    def require_exchanged(self) -> None:
+        if len(self.exchanged) != len(self.captions):
+            raise ValueError("the scene cache predates exchanged captions, which "
+                             "flow_train.exchange_weight needs: delete the run's scenes.pt, "
+                             "latents.pt and text.pt (or use another output.dir) to rebuild them")
 
     def to_model_input(self, idx: Tensor) -> Tensor:
         """uint8 HWC -> float NCHW in [-1, 1]."""
         return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def exchanged_caption(spec: PromptSpec, rng: np.random.Generator) -> str:
+    """A training phrasing of the scene with its two shapes exchanged, "" unless it has two
+    objects of different shapes. Any phrasing will do: it describes another picture."""
+    from fluxai.shapes import caption
+    from fluxai.shapes.scenes import exchange_shapes
+
+    if len(spec.objects) != 2 or spec.objects[0].shape == spec.objects[1].shape:
+        return ""
+    return caption(exchange_shapes(spec), rng, "train")
 
 
 @torch.no_grad()
@@ -90,13 +115,15 @@ class TextCache:
     context: Tensor  # (U, L, D) float16, row 0 is the empty prompt
     pooled: Tensor  # (U, D) float32
     index: Tensor  # (N, captions_per_image) int64 rows of the scenes' captions
+    exchanged: Tensor | None = None  # (N,) int64 rows of the exchanged captions, -1 where none
 
     @staticmethod
     def build(encoder: TextEncoder, scenes: Scenes, path: Path, batch_size: int = 256
               ) -> TextCache:
         if path.exists():
             return TextCache(**torch.load(path))
-        unique = ["", *sorted({c for caps in scenes.captions for c in caps} - {""})]
+        texts = {c for caps in scenes.captions for c in caps} | set(scenes.exchanged)
+        unique = ["", *sorted(texts - {""})]
         row = {c: i for i, c in enumerate(unique)}
         contexts, pooleds = [], []
         for start in tqdm(range(0, len(unique), batch_size), desc="encode captions"):
@@ -106,6 +133,8 @@ class TextCache:
         cache = TextCache(
             torch.cat(contexts), torch.cat(pooleds),
             torch.tensor([[row[c] for c in caps] for caps in scenes.captions]),
+            torch.tensor([row[c] if c else -1 for c in scenes.exchanged], dtype=torch.long)
+            if scenes.exchanged else None,
         )
         torch_save(vars(cache), path)
         return cache

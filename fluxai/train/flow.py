@@ -71,6 +71,26 @@ def draw_examples(n: int, batch: int, weights: torch.Tensor | None,
     return torch.multinomial(weights, batch, replacement=True, generator=generator)
 
 
+def exchange_picks(exchanged: torch.Tensor, dropped: torch.Tensor, k: int,
+                   generator: torch.Generator) -> torch.Tensor | None:
+    """k positions in the batch whose scene has an exchanged caption and whose own caption was
+    not dropped (repeats only where fewer than k qualify); None where none does."""
+    eligible = ((exchanged >= 0) & ~dropped).float()
+    if not eligible.any():
+        return None
+    return torch.multinomial(eligible, k, replacement=int(eligible.sum()) < k,
+                             generator=generator)
+
+
+def exchange_loss(own: torch.Tensor, exchanged: torch.Tensor, t: torch.Tensor,
+                  temperature: float) -> torch.Tensor:
+    """Logistic loss on the relative gap between per-example velocity errors with the exchanged
+    and with the own caption: log 2 where the caption's shape order is ignored, towards 0 as the
+    exchanged caption becomes clearly worse."""
+    gap = (exchanged - own) / own.detach().clamp_min(1e-6)
+    return (t * F.softplus(-gap / temperature)).mean()
+
+
 def train_flow(
     cfg: TrainConfig,
     latents: torch.Tensor,
@@ -109,15 +129,20 @@ def train_flow(
     if tc.kind_weights and (kinds is None or len(kinds) != n):
         raise ValueError("flow_train.kind_weights needs the kind of every cached scene")
     weights = scene_weights(kinds or [], tc.kind_weights)
+    if tc.exchange_weight and text.exchanged is None:
+        raise ValueError("flow_train.exchange_weight needs exchanged captions, which this "
+                         "run's text.pt predates: delete scenes.pt, latents.pt and text.pt "
+                         "(or use another output.dir) to rebuild them")
     seq_len = (lh // 2) * (lw // 2)
     seed = stream_seed(cfg.data.seed + 11 + 7919 * d.rank, start, init)
     gen = torch.Generator().manual_seed(seed)  # which examples, captions, timesteps
     noise_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
-    img_ids = image_ids(lh, lw, tc.batch_size, device)
+    wide = tc.batch_size + (tc.exchange_batch if tc.exchange_weight else 0)
+    img_ids = image_ids(lh, lw, wide, device)
     # A cache built with more tokens than the model reads is cut: MiniLM zero-pads, so the
     # tail of a longer cache is all zeros for every caption that fits.
     length = min(cfg.text_max_length, text.context.shape[1])
-    txt_ids = text_ids(tc.batch_size, length, device)
+    txt_ids = text_ids(wide, length, device)
     # The caches live where the model computes, so a GPU step moves no batch across the bus.
     data = (ae_cfg.scale_factor * (latents - ae_cfg.shift_factor)).to(device)
     context, pooled = text.context[:, :length].to(device), text.pooled.to(device)
@@ -127,6 +152,7 @@ def train_flow(
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="flow",
                disable=not d.is_main)
     last_save = time.time()
+    bind_losses: list[float] = []
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.lr, tc.warmup, tc.steps)
@@ -137,22 +163,42 @@ def train_flow(
         rows = torch.where(drop, torch.zeros_like(rows), rows)  # row 0: the empty prompt
 
         t = sample_timesteps(tc.batch_size, cfg, seq_len, gen).to(device)
+        picks = exchange_picks(text.exchanged[idx], drop, tc.exchange_batch, gen) \
+            if tc.exchange_weight else None
+        if picks is not None:  # the picked examples again, with their exchanged captions
+            rows = torch.cat([rows, text.exchanged[idx[picks]]])
+            picks = picks.to(device)
         idx, rows = idx.to(device), rows.to(device)
         x0 = data[idx]
         noise = torch.randn(x0.shape, generator=noise_gen, device=device)
         tb = t[:, None, None, None]
-        xt = (1 - tb) * x0 + tb * noise
-        target = pack(noise - x0)
+        xt, target = pack((1 - tb) * x0 + tb * noise), pack(noise - x0)
+        tt = t
+        if picks is not None:
+            xt, target, tt = (torch.cat([v, v[picks]]) for v in (xt, target, t))
+        n_in = xt.shape[0]
         with autocast(cfg.precision, device):
-            pred = forward(pack(xt), img_ids, context[rows].float(), txt_ids, t, pooled[rows])
-        loss = F.mse_loss(pred.float(), target)
+            pred = forward(xt, img_ids[:n_in], context[rows].float(), txt_ids[:n_in], tt,
+                           pooled[rows])
+        per_example = (pred.float() - target).pow(2).mean(dim=(1, 2))
+        own = per_example[:tc.batch_size]
+        flow_loss = own.mean()
+        loss = flow_loss
+        if picks is not None:
+            bind = exchange_loss(own[picks], per_example[tc.batch_size:], t[picks],
+                                 tc.exchange_temperature)
+            loss = loss + tc.exchange_weight * bind
+            bind_losses.append(bind.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         ema.update(model, step)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+        losses.append(flow_loss.item())  # the flow loss alone, comparable across recipes
+        shown = {"loss": f"{sum(losses[-50:]) / len(losses[-50:]):.4f}"}
+        if bind_losses:
+            shown["exchange"] = f"{sum(bind_losses[-50:]) / len(bind_losses[-50:]):.3f}"
+        bar.set_postfix(shown)
 
         done = step + 1
         if not d.is_main:

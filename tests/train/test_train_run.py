@@ -107,6 +107,15 @@ def test_a_recipe_with_kind_weights_trains_the_flow_stage(recipe, tmp_path):
     assert torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)["step"] == 2
 
 
+def test_a_recipe_with_an_exchange_loss_trains_the_flow_stage(recipe, tmp_path):
+    exchange = "[flow_train]\nexchange_weight = 0.05\nexchange_batch = 3\n"
+    recipe.write_text(recipe.read_text().replace("[flow_train]\n", exchange))
+    assert _train(recipe, "--steps", "2") == 0
+    text = torch.load(tmp_path / "run" / "text.pt")
+    assert (text["exchanged"] >= 0).any()  # some of the 24 scenes have two distinct shapes
+    assert torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)["step"] == 2
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(recipe, tmp_path):
     assert _train(recipe, "--steps", "2") == 0
     state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
@@ -259,6 +268,15 @@ def test_an_unknown_layout_is_a_one_line_error_before_any_work(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "data.layout must be one of free, canonical, got 'grid'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_negative_exchange_weight_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[flow_train]\nexchange_weight = -1.0\n[output]\ndir = "{tmp_path / "run"}"\n')
+    assert main(["train", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "flow_train.exchange_weight must be >= 0, got -1.0" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_an_unknown_kind_weight_is_a_one_line_error_before_any_work(tmp_path, capsys):
