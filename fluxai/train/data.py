@@ -63,12 +63,6 @@ class Scenes:
         torch_save(vars(scenes), path)
         return scenes
 
-    def require_exchanged(self) -> None:
-        if len(self.exchanged) != len(self.captions):
-            raise ValueError("the scene cache predates exchanged captions, which "
-                             "flow_train.exchange_weight needs: delete the run's scenes.pt, "
-                             "latents.pt and text.pt (or use another output.dir) to rebuild them")
-
     def to_model_input(self, idx: Tensor) -> Tensor:
         """uint8 HWC -> float NCHW in [-1, 1]."""
         return self.images[idx].permute(0, 3, 1, 2).float() / 127.5 - 1.0

@@ -116,6 +116,23 @@ def test_a_recipe_with_an_exchange_loss_trains_the_flow_stage(recipe, tmp_path):
     assert torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)["step"] == 2
 
 
+def test_an_exchange_loss_on_caches_without_exchanged_captions_is_a_one_line_error(
+        recipe, tmp_path, capsys):
+    assert _train(recipe, "--steps", "2") == 0
+    cache = torch.load(tmp_path / "run" / "scenes.pt", weights_only=False)
+    del cache["exchanged"]
+    torch.save(cache, tmp_path / "run" / "scenes.pt")
+    (tmp_path / "run" / "text.pt").unlink()
+    recipe.write_text(recipe.read_text().replace("[flow_train]\n",
+                                                 "[flow_train]\nexchange_weight = 0.05\n"))
+    capsys.readouterr()
+    assert _train(recipe) == 1
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "exchanged captions" in x)
+    assert "flow_train.exchange_weight needs" in line and "to rebuild them" in line
+    assert "Traceback" not in err  # the environment may log unrelated library warnings
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(recipe, tmp_path):
     assert _train(recipe, "--steps", "2") == 0
     state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
