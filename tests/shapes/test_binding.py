@@ -7,9 +7,10 @@ from safetensors.torch import save_file
 
 from fluxai.cli.main import main
 from fluxai.pipeline import FluxPipeline
-from fluxai.shapes.binding import ARRANGEMENTS, binding_gaps, exchange_shapes, probe_pairs
+from fluxai.shapes.binding import ARRANGEMENTS, binding_gaps, probe_pairs
 from fluxai.shapes.judge import judge
 from fluxai.shapes.parse import parse_prompt
+from fluxai.shapes.scenes import exchange_shapes
 from fluxai.shapes.world import WORLD, ObjectSpec, PromptSpec
 
 
