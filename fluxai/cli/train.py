@@ -14,6 +14,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                         "(decoder fine-tuning included) without training further")
     p.add_argument("--out", default=None, help="run directory (overrides output.dir)")
     p.add_argument("--steps", type=int, default=None, help="override flow_train.steps")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one recipe key, e.g. --set flow_train.exchange_weight=0.3 "
+                        "(TOML value syntax; repeatable)")
     p.set_defaults(run=run)
 
 
@@ -21,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from fluxai.train.config import load_train_config
     from fluxai.train.run import run_training
 
-    cfg = load_train_config(args.config)
+    cfg = load_train_config(args.config, args.overrides)
     if args.out:
         cfg.output.dir = args.out
     if args.steps is not None:

@@ -74,6 +74,10 @@ class FlowTrain:
     exchange_weight: float = 0.0
     exchange_batch: int = 32  # exchanged examples per step, a fixed number for torch.compile
     exchange_temperature: float = 0.25  # the relative gap that counts as clearly told apart
+    # A wall-clock budget for this invocation's flow training (0: none), for a GPU lent for
+    # minutes: the learning-rate schedule runs on whichever of steps and time is further along,
+    # and training stops, checkpointed and exported, when the time is spent.
+    max_minutes: float = 0.0
 
 
 @dataclass
@@ -102,6 +106,7 @@ class TrainConfig:
     # An exported model (shipped name or folder) to continue from: its autoencoder stands in for
     # stage 1 and its transformer is the flow model's first weights. "": from scratch.
     init: str = ""
+    init_flow: bool = True  # false: only the autoencoder comes from `init`; the flow starts anew
     autoencoder: AutoEncoderConfig = field(default_factory=lambda: AutoEncoderConfig(
         resolution=128, ch=32, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1, z_channels=16,
         norm_groups=8, scale_factor=1.0, shift_factor=0.0,
@@ -135,21 +140,43 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> Any:
     return obj
 
 
-def load_train_config(path: str | Path | None) -> TrainConfig:
-    config = TrainConfig()
-    if path is None:
-        return config
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training config not found: {path}")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+def parse_override(text: str) -> dict[str, Any]:
+    """`section.key=value` (the value in TOML syntax; a bare word is a string) as the nested
+    table a recipe file would give."""
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise ValueError(f"override {text!r} is not of the form section.key=value, "
+                         "e.g. flow_train.lr=3e-4")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    table: dict[str, Any] = {parts[-1].strip(): parsed}
+    for part in reversed(parts[:-1]):
+        table = {part.strip(): table}
+    return table
 
-        values = yaml.safe_load(text) or {}
-    else:
-        values = tomllib.loads(text)
-    config = _merge(config, values, "")
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None
+                      ) -> TrainConfig:
+    """A recipe file (TOML or YAML; None: the defaults), then `overrides` (see parse_override)
+    over it, validated as a whole."""
+    config = TrainConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config not found: {path}")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = tomllib.loads(text)
+        config = _merge(config, values, "")
+    for override in overrides or []:
+        config = _merge(config, parse_override(override), "")
     # Checked here, not at the first training step minutes later.
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
@@ -157,6 +184,9 @@ def load_train_config(path: str | Path | None) -> TrainConfig:
     check_layout(config.data.layout, "data.layout")
     check_kind_weights(config.flow_train.kind_weights)
     check_exchange(config.flow_train)
+    if config.flow_train.max_minutes < 0:
+        raise ValueError(f"flow_train.max_minutes must be >= 0 (0: no limit), "
+                         f"got {config.flow_train.max_minutes}")
     return config
 
 

@@ -55,3 +55,12 @@ def is_main_process() -> bool:
 def barrier(d: Dist) -> None:
     if d.active:
         dist.barrier()
+
+
+def broadcast_flag(d: Dist, flag: bool) -> bool:
+    """Rank 0's `flag` in every process (the flag itself where there is one process)."""
+    if not d.active:
+        return flag
+    value = torch.tensor([float(flag)], device=d.device)
+    dist.broadcast(value, 0)
+    return bool(value.item())

@@ -91,6 +91,18 @@ def exchange_loss(own: torch.Tensor, exchanged: torch.Tensor, t: torch.Tensor,
     return (t * F.softplus(-gap / temperature)).mean()
 
 
+def time_spent(began: float, max_minutes: float) -> float:
+    """The fraction of the wall-clock budget used since `began` (0 where there is none)."""
+    return (time.time() - began) / (60 * max_minutes) if max_minutes > 0 else 0.0
+
+
+def schedule_step(step: int, start: int, steps: int, spent: float) -> int:
+    """The step the learning-rate schedule is at: this invocation's steps or its share of the
+    time budget (`spent`, see time_spent), whichever is further along, so that a run its budget
+    cuts short still ends on a decayed rate."""
+    return max(step, start + int(min(spent, 1.0) * (steps - start)))
+
+
 def train_flow(
     cfg: TrainConfig,
     latents: torch.Tensor,
@@ -151,11 +163,13 @@ def train_flow(
     model.train()
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, desc="flow",
                disable=not d.is_main)
-    last_save = time.time()
+    began = last_save = time.time()
     bind_losses: list[float] = []
     for step in bar:
+        spent = time_spent(began, tc.max_minutes)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, tc.lr, tc.warmup, tc.steps)
+            group["lr"] = lr_at(schedule_step(step, start, tc.steps, spent), tc.lr, tc.warmup,
+                                tc.steps)
         idx = draw_examples(n, tc.batch_size, weights, gen)
         which = torch.randint(0, text.index.shape[1], (tc.batch_size,), generator=gen)
         rows = text.index[idx, which]
@@ -201,15 +215,21 @@ def train_flow(
         bar.set_postfix(shown)
 
         done = step + 1
-        if not d.is_main:
-            continue
-        if time.time() - last_save > 300 or done % cfg.output.checkpoint_every == 0 \
-                or done == tc.steps:
-            save_state(ckpt, model=model.state_dict(), ema=ema.state_dict(),
-                       optimizer=opt.state_dict(), step=done, losses=losses)
-            loss_curve(losses, run_dir / "loss.png")
-            last_save = time.time()
-        if on_sample is not None and (done % cfg.output.sample_every == 0 or done == tc.steps):
-            on_sample(model, ema, done)
+        # Every process must agree to stop, so under DDP the main process's clock decides.
+        out_of_time = tc.max_minutes > 0 and distributed.broadcast_flag(d, spent >= 1.0)
+        last = done == tc.steps or out_of_time
+        if d.is_main:
+            if time.time() - last_save > 300 or done % cfg.output.checkpoint_every == 0 or last:
+                save_state(ckpt, model=model.state_dict(), ema=ema.state_dict(),
+                           optimizer=opt.state_dict(), step=done, losses=losses)
+                loss_curve(losses, run_dir / "loss.png")
+                last_save = time.time()
+            if on_sample is not None and (done % cfg.output.sample_every == 0 or last):
+                on_sample(model, ema, done)
+        if out_of_time:
+            bar.write(f"flow: flow_train.max_minutes ({tc.max_minutes}) spent after step {done}"
+                      f" of {tc.steps}; a later run resumes from the checkpoint")
+            break
+    bar.close()
     distributed.barrier(d)
     return model, ema

@@ -133,6 +133,31 @@ def test_an_exchange_loss_on_caches_without_exchanged_captions_is_a_one_line_err
     assert "Traceback" not in err  # the environment may log unrelated library warnings
 
 
+def test_a_run_out_of_minutes_stops_checkpointed_and_exported(recipe, tmp_path, capsys):
+    # A budget a microsecond long runs out during the first step.
+    assert _train(recipe, "--set", "flow_train.max_minutes=1e-8") == 0
+    run = tmp_path / "run"
+    assert torch.load(run / "flow_state.pt", weights_only=False)["step"] == 1
+    assert (run / "samples_000001.png").is_file()
+    assert FluxPipeline.from_pretrained(run / "model").transformer is not None
+    shown = capsys.readouterr()
+    assert "max_minutes (1e-08) spent after step 1 of 4" in shown.out + shown.err
+
+
+def test_set_overrides_a_recipe_key_for_one_run(recipe, tmp_path):
+    assert _train(recipe, "--set", "flow_train.steps=2", "--set", "flow_train.lr=5e-4") == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["flow_train"]["steps"] == 2 and saved["flow_train"]["lr"] == 5e-4
+    assert "steps = 4" in recipe.read_text()  # the file itself is left alone
+
+
+def test_a_malformed_override_is_a_one_line_error_before_any_work(recipe, tmp_path, capsys):
+    assert _train(recipe, "--set", "flow_train.lr") == 1
+    err = capsys.readouterr().err.strip()
+    assert "is not of the form section.key=value" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(recipe, tmp_path):
     assert _train(recipe, "--steps", "2") == 0
     state = torch.load(tmp_path / "run" / "flow_state.pt", weights_only=False)
@@ -219,6 +244,22 @@ def test_a_run_initialised_from_an_exported_model_starts_from_its_weights(recipe
         for (key, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(x, y), key
     assert second.vae.config == first.vae.config  # its latent scale and shift were kept
+
+
+def test_a_run_without_init_flow_keeps_the_autoencoder_and_starts_the_flow_anew(recipe,
+                                                                                 tmp_path):
+    assert _train(recipe) == 0
+    fresh = _continuation(recipe, tmp_path)
+    fresh.write_text("init_flow = false\n" + fresh.read_text())
+    assert _train(fresh) == 0
+    first = FluxPipeline.from_pretrained(tmp_path / "run" / "model")
+    second = FluxPipeline.from_pretrained(tmp_path / "run2" / "model")
+    for (key, x), y in zip(first.vae.state_dict().items(), second.vae.state_dict().values(),
+                           strict=True):
+        assert torch.equal(x, y), key
+    # lr 0 in the continuation: the flow weights are its random initialisation, not run's.
+    assert not torch.equal(first.transformer.img_in.weight,
+                           second.transformer.img_in.weight)
 
 
 def test_a_recipe_without_flow_steps_trains_only_the_init_models_decoder(recipe, tmp_path):
