@@ -8,7 +8,9 @@
 #     bash scripts/device_train.sh 540 "x01 configs/flux-tiny-gpu-canonical.toml" \
 #       "x03 configs/flux-tiny-gpu-canonical.toml flow_train.exchange_weight=0.3"
 #   cat <files_at>/NAME.transformer.safetensors.part-* > runs/device/NAME/transformer.safetensors
-#   (with the shipped ae.safetensors beside it, unless the recipe trains its own)
+#   (beside it NAME.ae.safetensors where the recipe trains its own autoencoder, else the shipped
+#   one). A call sends back 64 MiB at most: the first two runs' models; a third stays on the
+#   machine, for a second call while it is warm (`split -b 15M runs/device/NAME/model/...`).
 # SECONDS_TOTAL bounds the whole script: the caches are built first (once, from the first run's
 # recipe: every run must share its [data] and autoencoder), then every run trains for what is
 # left (flow_train.max_minutes), exports and is packed. A dry run here: OUT=/tmp/out
@@ -56,13 +58,24 @@ done
 wait
 echo "trained: $(( $(date +%s) - began )) s" >> "$out/logs/device.txt"
 
-# At most 8 files of 16 MiB come back: the logs as one archive, each model cut in two.
+# At most 8 files of 16 MiB, 64 MiB together, come back: the logs as one archive, each model
+# cut in two, two models at most; the others stay on the machine for a second call to send.
+sent=0
 for name in "${names[@]}"; do
   run=runs/device/$name
   cp "$run"/loss.png "$out/logs/$name.loss.png" 2>/dev/null
   cp "$(ls "$run"/samples_*.png 2>/dev/null | tail -1)" "$out/logs/$name.samples.png" 2>/dev/null
-  [ -f "$run/model/transformer.safetensors" ] && \
-    split -b 15M "$run/model/transformer.safetensors" "$out/$name.transformer.safetensors.part-"
+  [ -f "$run/model/transformer.safetensors" ] || continue
+  if [ "$sent" -ge 2 ]; then
+    echo "$name: not sent (64 MiB a call); on the machine at $run/model" >> "$out/logs/device.txt"
+    continue
+  fi
+  sent=$((sent + 1))
+  split -b 15M "$run/model/transformer.safetensors" "$out/$name.transformer.safetensors.part-"
+  # A recipe that trains its own autoencoder (no init) sends it back too.
+  [ -f "$run/model/ae.safetensors" ] && \
+    ! cmp -s "$run/model/ae.safetensors" fluxai/weights/flux-tiny/ae.safetensors && \
+    cp "$run/model/ae.safetensors" "$out/$name.ae.safetensors"
 done
 echo "total: $(( $(date +%s) - began )) s" >> "$out/logs/device.txt"
 tar -czf "$out/logs.tar.gz" -C "$out" logs && rm -r "$out/logs"
