@@ -115,8 +115,9 @@ def run_training(cfg: TrainConfig, stages: tuple[str, ...] = ("ae", "flow")) -> 
     init_ae, init_flow = initial_weights(cfg) if cfg.init else (None, None)
     scenes = Scenes.build(cfg.data, run_dir / "scenes.pt")
     # On the training device: on a GPU the caption cache takes seconds instead of minutes.
-    encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length
-                                 ).to(cfg.device)
+    # (Under torchrun the caches exist already and rank 0 alone samples: it stays on the CPU.)
+    encoder = build_text_encoder(cfg.text_encoder, max_length=cfg.text_max_length).to(
+        "cpu" if distributed.launched_by_torchrun() else cfg.device)
     if stages == ("text",):
         # The caption cache does not depend on the autoencoder: a second process can build
         # it while the first trains the autoencoder.
