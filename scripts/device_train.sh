@@ -48,8 +48,9 @@ for spec in "$@"; do
   read -r name config overrides <<< "$spec"
   names+=("$name")
   mkdir -p "runs/device/$name"
-  for f in scenes.pt latents.pt text.pt autoencoder_report.json; do
-    ln -sf "$PWD/$cache/$f" "runs/device/$name/$f"
+  # The shared caches (and, for a recipe without init, the autoencoder trained with them).
+  for f in scenes.pt latents.pt text.pt autoencoder_report.json autoencoder_state.pt; do
+    [ -e "$cache/$f" ] && ln -sf "$PWD/$cache/$f" "runs/device/$name/$f"
   done
   mapfile -t args < <(sets $overrides "flow_train.max_minutes=$minutes")
   timeout "$(( total - $(date +%s) + began ))" python3 -m fluxai.cli.main train \
