@@ -27,6 +27,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[1]
+# The caption generator is imported from this checkout, installed or not.
+sys.path.insert(0, str(ROOT))
 SITE = ROOT / ".device" / "site"
 TABLE = "embeddings.word_embeddings.weight"
 ROWS = "fluxai.word_embedding_rows"  # the kept token ids, beside their rows under TABLE

@@ -75,3 +75,18 @@ def test_without_a_model_the_embedded_default_draws(tmp_path):
     params = _params(out)
     assert params["model_ref"] == DEFAULT_MODEL and params["model"] == DEFAULT_MODEL
     assert Image.open(out).size == (params["width"], params["height"])
+
+
+def test_generate_prints_only_its_own_progress_and_result(tmp_path):
+    # A fresh process, as a user runs it: library import chatter (torchao's missing optional
+    # kernels, transformers' weight-loading bar) must not reach the terminal.
+    import subprocess
+    import sys
+
+    out = tmp_path / "a.png"
+    run = subprocess.run([sys.executable, "-m", "fluxai.cli.main", "generate", "a red star",
+                          "--steps", "1", "--quiet", "-o", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(out)
+    assert run.stderr.strip() == ""
