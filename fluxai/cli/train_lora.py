@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    from fluxai.lora.train import PRESETS
+    from fluxai.lora.train import PRESETS, PRIOR_LOSSES
     from fluxai.shapes.scenes import LAYOUTS
 
     p = sub.add_parser(name, help="train a LoRA on image+caption folders or Shapes World data")
@@ -31,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="generated examples for shapes:<shape> data (default 200)")
     p.add_argument("--prior-fraction", type=float, default=None,
                    help="share of generated examples without the shape (default 0.25)")
+    p.add_argument("--prior-loss", choices=PRIOR_LOSSES, default=None,
+                   help="what those examples regress: the base model's own velocity "
+                        "(distill, default) or their rendered images (data)")
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="where shapes:<shape> data puts what captions leave free: free or "
                         "canonical, as the base model was trained (default free)")

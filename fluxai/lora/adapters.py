@@ -10,7 +10,8 @@ copies back, so the base model returns bit for bit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,17 @@ class LoraAdapters:
         for n, w in zip(names, weights, strict=True):
             self.weights[n] = 1.0 if w is None else float(w)
         self._changed()
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """The base model, for the duration: every unfused adapter off (training compares the
+        adapted model with the base this way)."""
+        active = self.active
+        self.active = []
+        try:
+            yield
+        finally:
+            self.active = active
 
     # -- fusing ---------------------------------------------------------------------------------
     @torch.no_grad()

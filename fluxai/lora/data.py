@@ -32,6 +32,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 class Example:
     image: Image.Image
     caption: str
+    prior: bool = False  # an ordinary scene, there to keep what the base model already does
 
 
 def folder_examples(folder: Path) -> list[Example]:
@@ -75,7 +76,7 @@ def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
             if not prior and all(o.shape != shape for o in spec.objects):
                 continue
             scene = place(spec, size, size, rng, layout)
-            out.append(Example(Image.fromarray(render(scene)), caption(spec, rng, "train")))
+            out.append(Example(Image.fromarray(render(scene)), caption(spec, rng, "train"), prior))
             bar.update(1)
     return out
 
@@ -146,6 +147,7 @@ class Cache:
     captions: dict[tuple[int, int], list[int]]  # bucket -> row in `context` per example
     context: Tensor  # (U, L, D), row 0 the empty prompt (caption dropout)
     pooled: Tensor  # (U, D)
+    prior: dict[tuple[int, int], Tensor]  # bucket -> (N_b,) bool: Example.prior
 
     @property
     def size(self) -> int:
@@ -163,8 +165,9 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
     model, resolution) matches the saved cache; `examples_fn` runs only when needed."""
     if path.is_file():
         saved = torch.load(path, weights_only=False)
-        if saved.get("key") == key:
-            return Cache(saved["latents"], saved["captions"], saved["context"], saved["pooled"])
+        if saved.get("key") == key and "prior" in saved:  # caches from before `prior` rebuild
+            return Cache(saved["latents"], saved["captions"], saved["context"], saved["pooled"],
+                         saved["prior"])
     examples = examples_fn()
     sizes = buckets(resolution, 2 * pipe.downscale)
     grouped: dict[tuple[int, int], list[Example]] = {}
@@ -172,7 +175,7 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         grouped.setdefault(nearest_bucket(ex.image.width, ex.image.height, sizes), []).append(ex)
     unique = ["", *sorted({ex.caption for ex in examples} - {""})]
     row = {c: i for i, c in enumerate(unique)}
-    latents, captions = {}, {}
+    latents, captions, prior = {}, {}, {}
     bar = tqdm(total=len(examples), desc="encode latents")
     for size, group in grouped.items():
         chunks = []
@@ -183,12 +186,13 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
             bar.update(len(imgs))
         latents[size] = torch.cat(chunks)
         captions[size] = [row[ex.caption] for ex in group]
+        prior[size] = torch.tensor([ex.prior for ex in group], dtype=torch.bool)
     bar.close()
     contexts, pooleds = [], []
     for start in tqdm(range(0, len(unique), 64), desc="encode captions"):
         ctx, pooled = pipe.text_encoder.encode(unique[start:start + 64])
         contexts.append(ctx.float().cpu())
         pooleds.append(pooled.float().cpu())
-    cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds))
+    cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds), prior)
     torch_save({"key": key, **vars(cache)}, path)
     return cache

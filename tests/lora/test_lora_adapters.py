@@ -191,3 +191,13 @@ def test_an_adapted_layer_swapped_for_another_module_keeps_its_adapter(setup):
     assert torch.allclose(forward(model, x), expected, atol=1e-6)
     lora.unload()
     assert not new._forward_hooks and not model._forward_pre_hooks
+
+
+def test_disabled_runs_the_base_model_and_then_restores_the_adapters(setup):
+    model, lora, x, base = setup
+    lora.load(diffusers_lora(1), "a")
+    adapted = forward(model, x)
+    with lora.disabled():
+        assert torch.equal(forward(model, x), base)
+    assert torch.equal(forward(model, x), adapted)
+    assert lora.active == ["a"]

@@ -152,3 +152,42 @@ def test_generated_shape_examples_are_placed_in_the_requested_layout(monkeypatch
 def test_an_unknown_layout_is_refused_by_the_lora_trainer():
     with pytest.raises(ValueError, match="layout must be one of free, canonical, got 'grid'"):
         make_config(None, layout="grid")
+
+
+def test_generated_examples_mark_the_ordinary_scenes_as_prior():
+    from fluxai.lora.data import shapes_examples
+
+    examples = shapes_examples("hexagon", 8, 64, seed=1, prior_fraction=0.25)
+    assert [e.prior for e in examples] == [True] * 2 + [False] * 6
+    assert all("hexagon" not in e.caption for e in examples if e.prior)
+
+
+def prior_only_trainer(tmp_path, prior_loss):
+    t = trainer(tmp_path / prior_loss, "shapes:hexagon", count=4, prior_fraction=0.5,
+                caption_dropout=0.0, prior_loss=prior_loss)
+    cache = t.prepare()
+    # Every example a prior one: the loss is then the prior loss alone.
+    cache.prior = {b: torch.ones_like(p) for b, p in cache.prior.items()}
+    return t, cache
+
+
+def test_distilled_prior_examples_cost_nothing_while_the_adapter_is_still_zero(tmp_path):
+    # LoRA B starts at zero, so the adapted model is the base model: what the prior examples
+    # regress (the base's own velocity) is then exactly its prediction.
+    t, cache = prior_only_trainer(tmp_path, "distill")
+    assert fixed_loss(t, cache) < 1e-10
+    data, data_cache = prior_only_trainer(tmp_path, "data")
+    assert fixed_loss(data, data_cache) > 1e-3
+
+
+def test_distilled_prior_examples_pull_a_trained_adapter_back_to_the_base(tmp_path):
+    t, cache = prior_only_trainer(tmp_path, "distill")
+    with torch.no_grad():
+        for p in t.params:
+            p.add_(0.05 * torch.randn_like(p))
+    assert fixed_loss(t, cache) > 1e-6
+
+
+def test_an_unknown_prior_loss_is_refused():
+    with pytest.raises(ValueError, match="prior-loss must be one of distill, data, got 'x'"):
+        make_config(None, prior_loss="x")
