@@ -217,13 +217,16 @@ class LoraAdapters:
     @contextmanager
     def disabled(self) -> Iterator[None]:
         """The base model, for the duration: every unfused adapter off (training compares the
-        adapted model with the base this way)."""
+        adapted model with the base this way). Like set_adapters, each switch tells compiled
+        code that the weights changed."""
         active = self.active
         self.active = []
+        self._changed()
         try:
             yield
         finally:
             self.active = active
+            self._changed()
 
     # -- fusing ---------------------------------------------------------------------------------
     @torch.no_grad()

@@ -180,7 +180,7 @@ def test_distilled_prior_examples_cost_nothing_while_the_adapter_is_still_zero(t
     assert fixed_loss(data, data_cache) > 1e-3
 
 
-def test_distilled_prior_examples_pull_a_trained_adapter_back_to_the_base(tmp_path):
+def test_distilled_prior_examples_cost_what_a_trained_adapter_moved_from_the_base(tmp_path):
     t, cache = prior_only_trainer(tmp_path, "distill")
     with torch.no_grad():
         for p in t.params:
