@@ -142,7 +142,7 @@ class FluxPipeline:
         if "_lora" not in self.__dict__:
             from fluxai.lora import LoraAdapters
 
-            self._lora = LoraAdapters(self.transformer)
+            self._lora = LoraAdapters(self.transformer, self.vae)
         return self._lora
 
     def load_lora_weights(self, pretrained_model_name_or_path_or_dict: Any,
@@ -159,7 +159,11 @@ class FluxPipeline:
         return list(self.lora.active)
 
     def get_list_adapters(self) -> dict[str, list[str]]:
-        return {"transformer": list(self.lora.parts)}
+        lora = self.lora
+        listed = {"transformer": [n for n, parts in lora.parts.items()
+                                  if any(not p.is_conv for p in parts)]}
+        decoder = [n for n, parts in lora.parts.items() if any(p.is_conv for p in parts)]
+        return listed | ({"vae": decoder} if decoder else {})
 
     def fuse_lora(self, lora_scale: float = 1.0, adapter_names: list[str] | None = None,
                   **_: Any) -> None:

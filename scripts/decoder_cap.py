@@ -3,22 +3,20 @@
 The flow model only proposes latents; the decoder draws them. flux-tiny's decoder never saw the
 held-out hexagon, so even a perfect transformer is capped by what the decoder makes of a
 hexagon's latents. This measures that cap ("oracle": ground-truth scenes for the evaluation
-prompts, rendered, encoded, decoded, judged) and what fine-tuning the decoder on the LoRA
-preset's own examples does to it. It writes a model folder (the shipped transformer beside the
-adapted autoencoder) that `fluxai eval shapes --model DIR --lora FILE` can use, so the effect on
-a trained LoRA can be measured too.
+prompts, rendered, encoded, decoded, judged), and what a LoRA's decoder adapter
+(`train-lora --decoder-steps`) or fine-tuning the whole decoder on the LoRA preset's own
+examples does to it. The whole-decoder run writes a model folder (the shipped transformer beside
+the adapted autoencoder) that `fluxai eval shapes --model DIR --lora FILE` can use.
 
+    python scripts/decoder_cap.py --prompts runs/hexagon/eval-prompts.jsonl \
+        --lora runs/hexagon/lora.safetensors
     python scripts/decoder_cap.py --prompts runs/hexagon/eval-prompts.jsonl --steps 400 \
-        --out runs/decoder-hexagon [--rank 16 --lr 2e-3]
-
-`--rank` trains a LoCon-style conv LoRA on every decoder convolution instead of the whole
-decoder: whether a LoRA file could carry the decoder's share of a new shape.
+        --out runs/decoder-hexagon
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import time
 from pathlib import Path
@@ -62,53 +60,9 @@ def oracle(ae, prompts, seeds: int = 4) -> dict[str, float]:
     return report
 
 
-class ConvLora(torch.nn.Module):
-    """A frozen convolution plus a rank-r update: a k×k down to r channels, a 1×1 up that
-    starts at zero (LoCon's form), so training starts from the shipped decoder."""
-
-    def __init__(self, conv: torch.nn.Conv2d, rank: int):
-        super().__init__()
-        self.conv = conv.requires_grad_(False)
-        self.down = torch.nn.Conv2d(conv.in_channels, rank, conv.kernel_size, conv.stride,
-                                    conv.padding, bias=False)
-        self.up = torch.nn.Conv2d(rank, conv.out_channels, 1, bias=False)
-        torch.nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
-        torch.nn.init.zeros_(self.up.weight)
-
-    @property
-    def weight(self) -> torch.Tensor:  # the decoder reads its output conv's dtype
-        return self.conv.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x) + self.up(self.down(x))
-
-    def fused(self) -> torch.nn.Conv2d:
-        delta = torch.einsum("or,rikl->oikl", self.up.weight[:, :, 0, 0], self.down.weight)
-        self.conv.weight.data += delta
-        return self.conv
-
-
-def add_conv_lora(decoder: torch.nn.Module, rank: int) -> list[torch.nn.Parameter]:
-    for module in list(decoder.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.Conv2d):
-                setattr(module, name, ConvLora(child, rank))
-    return [p for m in decoder.modules() if isinstance(m, ConvLora)
-            for p in (m.down.weight, m.up.weight)]
-
-
-def fuse_conv_lora(decoder: torch.nn.Module) -> None:
-    for module in list(decoder.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, ConvLora):
-                setattr(module, name, child.fused())
-
-
-def finetune_decoder(ae, steps: int, preset: dict, rank: int = 0, lr: float | None = None,
-                     seed: int = 0) -> int:
-    """The decoder alone (rank 0) or a conv LoRA on it, on the preset's examples, as the
-    canonical decoder recipe trains it (its loss and latent noise). Returns the number of
-    trained parameters."""
+def finetune_decoder(ae, steps: int, preset: dict, seed: int = 0) -> int:
+    """The whole decoder on the preset's examples, as the canonical decoder recipe trains it
+    (its loss, rate and latent noise). Returns the number of trained parameters."""
     tc = load_train_config(ROOT / "configs" / "flux-tiny-decoder-canonical.toml").ae_train
     examples = load_examples(preset["data"], 128, preset["count"], seed,
                              preset["prior_fraction"], preset["layout"])
@@ -117,11 +71,8 @@ def finetune_decoder(ae, steps: int, preset: dict, rank: int = 0, lr: float | No
         z = torch.cat([ae.encode_moments(chunk)[0] for chunk in x.split(32)])
     noise = tc.decoder_noise * z.std().item()
     decoder, palette = ae.decoder.train(), palette_tensor()
-    if rank:
-        params = add_conv_lora(decoder.requires_grad_(False), rank)
-    else:
-        params = list(decoder.requires_grad_(True).parameters())
-    lr = lr or tc.decoder_lr
+    params = list(decoder.requires_grad_(True).parameters())
+    lr = tc.decoder_lr
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     for step in range(steps):
@@ -134,8 +85,6 @@ def finetune_decoder(ae, steps: int, preset: dict, rank: int = 0, lr: float | No
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-    if rank:
-        fuse_conv_lora(decoder)
     decoder.eval().requires_grad_(False)
     return sum(p.numel() for p in params)
 
@@ -154,29 +103,35 @@ def save_model(ae, out: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prompts", required=True, help="eval-prompts.jsonl of a shapes LoRA run")
+    p.add_argument("--lora", type=Path, default=None,
+                   help="measure this LoRA's decoder adapter (fused) instead of fine-tuning")
     p.add_argument("--preset", default="shapes-hexagon")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--rank", type=int, default=0,
-                   help="train a conv LoRA of this rank on the decoder (0: the whole decoder)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="default: the decoder recipe's (5e-4); 2e-3 for a LoRA")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=400, help="whole-decoder fine-tuning steps")
+    p.add_argument("--out", type=Path, default=None, help="model folder for the fine-tuned "
+                   "decoder (required without --lora)")
     args = p.parse_args()
+    if args.lora is None and args.out is None:
+        p.error("give --lora FILE, or --out DIR for a whole-decoder fine-tune")
     torch.set_num_threads(2)
-    ae = FluxPipeline.from_pretrained("flux-tiny", torch_dtype=torch.float32).vae
+    pipe = FluxPipeline.from_pretrained("flux-tiny", torch_dtype=torch.float32)
+    ae = pipe.vae
     sets = {"prompts": load_prompts(args.prompts), "standard set": eval_prompts()}
     before = {name: oracle(ae, prompts) for name, prompts in sets.items()}
     started = time.time()
-    trained = finetune_decoder(ae, args.steps, PRESETS[args.preset], args.rank, args.lr)
-    seconds = time.time() - started
-    save_model(ae, args.out)
+    if args.lora is not None:
+        report = pipe.load_lora_weights(str(args.lora), adapter_name="lora")
+        pipe.fuse_lora()
+        what = f"the decoder adapter of {args.lora} ({report.decoder_modules} convolutions)"
+    else:
+        trained = finetune_decoder(ae, args.steps, PRESETS[args.preset])
+        save_model(ae, args.out)
+        what = (f"the whole decoder ({trained:,} parameters): {args.steps} steps x 8 in "
+                f"{time.time() - started:.0f} s; model in {args.out}")
     for name, prompts in sets.items():
         after = oracle(ae, prompts)
         print(f"{name}: " + ", ".join(f"{k} {before[name][k]:.3f} -> {after[k]:.3f}"
                                       for k in after))
-    what = f"a rank-{args.rank} conv LoRA" if args.rank else "the whole decoder"
-    print(f"{what} ({trained:,} parameters): {args.steps} steps x 8 in {seconds:.0f} s; "
-          f"model (the LoRA fused) in {args.out}")
+    print(what)
 
 
 if __name__ == "__main__":

@@ -84,8 +84,9 @@ def apply_loras(pipe: Any, loras: list[tuple[Path, float]], quiet: bool = False
     return records
 
 
-def base_config(model: str) -> Any:
-    """A model's FluxConfig from its name, folder or file, reading shapes only."""
+def base_configs(model: str) -> tuple[Any, Any]:
+    """A model's FluxConfig and (where known) AutoEncoderConfig, from its name, folder or
+    file, reading shapes only."""
     from fluxai.checkpoints import open_checkpoint
     from fluxai.checkpoints.io import infer_config
     from fluxai.config import PRESETS
@@ -93,24 +94,26 @@ def base_config(model: str) -> Any:
 
     path = Path(model).expanduser()
     if model in shipped_models():
-        path = WEIGHTS_DIR / model / "transformer.safetensors"
+        path = WEIGHTS_DIR / model
     elif model in PRESETS and not path.exists():
-        return PRESETS[model].transformer
-    elif path.is_dir() and (path / "transformer.safetensors").is_file():
-        path = path / "transformer.safetensors"
-    elif path.is_dir() and (path / "transformer").is_dir():
-        path = path / "transformer"
+        return PRESETS[model].transformer, PRESETS[model].autoencoder
     if not path.exists():
         raise ValueError(f"unknown model {model!r}; known: {', '.join(known_models())}, "
                          "or a model folder or checkpoint")
-    return infer_config(open_checkpoint(path))
+    ae_path = None
+    if path.is_dir() and (path / "transformer.safetensors").is_file():
+        path, ae_path = path / "transformer.safetensors", path / "ae.safetensors"
+    elif path.is_dir() and (path / "transformer").is_dir():
+        path, ae_path = path / "transformer", path / "vae"
+    ae = infer_config(open_checkpoint(ae_path)) if ae_path and ae_path.exists() else None
+    return infer_config(open_checkpoint(path)), ae
 
 
 def _state(file: str, model: str) -> Any:
     from fluxai.lora import TargetTable, convert, read_lora_file
 
     tensors, meta = read_lora_file(file)
-    table = TargetTable(base_config(model))
+    table = TargetTable(*base_configs(model))
     return convert(tensors, table, meta), table
 
 
@@ -138,17 +141,26 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"hint:      no layer of {args.model} fits; name the base model with --model")
     if state.replacements:
         print(f"replaces:  {len(state.replacements)} norm parameters (control LoRA)")
+    decoder = state.decoder_parts
+    if decoder:
+        alphas = state.alphas(decoder=True)
+        print(f"decoder:   {len(decoder)} convolutions of the autoencoder's decoder, rank "
+              f"{', '.join(map(str, state.ranks(decoder=True)))}, alpha "
+              f"{', '.join(f'{a:g}' for a in alphas) or '- (scale 1)'}")
     if "fluxai_train" in state.metadata:
         import json
 
         t = json.loads(state.metadata["fluxai_train"])
         print(f"trained:   by fluxai on {t.get('base_model')} with {t.get('data')}, "
-              f"{t.get('steps')} steps, final loss {t.get('final_loss', float('nan')):.4f}")
+              f"{t.get('steps')} steps, final loss {t.get('final_loss', float('nan')):.4f}"
+              + (f"; then {t['decoder_steps']} decoder steps, final loss "
+                 f"{t.get('decoder_final_loss', float('nan')):.4f}" if t.get("decoder_steps")
+                 else ""))
     counts: Counter[tuple[str, tuple[int, int] | None]] = Counter()
-    for part in state.parts:
+    for part in state.transformer_parts:
         whole = part.rows == (0, table.modules[part.module][1])
         counts[_pattern(part.module), None if whole else part.rows] += 1
-    print(f"targets:   {len(state.modules)} layers")
+    print(f"targets:   {len(state.modules) - len(decoder)} transformer layers")
     for (pattern, rows), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ())):
         print(f"  {n:>3} x {pattern}" + (f" rows {rows[0]}:{rows[1]}" if rows else ""))
     return 0

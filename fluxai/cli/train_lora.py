@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    from fluxai.lora.train import PRESETS, PRIOR_LOSSES
+    from fluxai.lora.train import DECODER_LOSSES, PRESETS, PRIOR_LOSSES
     from fluxai.shapes.scenes import LAYOUTS
 
     p = sub.add_parser(name, help="train a LoRA on image+caption folders or Shapes World data")
@@ -37,6 +37,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="where shapes:<shape> data puts what captions leave free: free or "
                         "canonical, as the base model was trained (default free)")
+    p.add_argument("--decoder-steps", type=int, default=None,
+                   help="after the transformer's steps, train a LoCon adapter on the "
+                        "autoencoder's decoder for this many steps (default 0: none); it is "
+                        "saved in the same LoRA file")
+    p.add_argument("--decoder-rank", type=int, default=None,
+                   help="rank of the decoder adapter (default 16)")
+    p.add_argument("--decoder-lr", type=float, default=None,
+                   help="peak learning rate of the decoder phase (default 2e-3)")
+    p.add_argument("--decoder-loss", choices=DECODER_LOSSES, default=None,
+                   help="l1 on pixels (default), or shapes: flux-tiny's autoencoder loss for "
+                        "Shapes World images (object-weighted, palette-aware)")
     p.add_argument("--caption-dropout", type=float, default=None)
     p.add_argument("--sample-every", type=int, default=None,
                    help="steps between sample sheets (0: only at the end)")

@@ -4,7 +4,8 @@ Adapters attach as forward hooks on the model's own nn.Linear layers, so paramet
 the state dict never change. A part that covers a row slice of a fused layer (diffusers' `to_q`
 on BFL's `img_attn.qkv`) adds its output to exactly those rows. Fusing bakes the active
 adapters into the weights after saving a copy of every weight it touches; unfusing puts those
-copies back, so the base model returns bit for bit.
+copies back, so the base model returns bit for bit. Given the autoencoder too, an adapter may
+also update the decoder's convolutions (`vae.decoder.*` parts), hooked and fused the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fluxai.lora.state import LoraPart, LoraState
-from fluxai.lora.targets import TargetTable
+from fluxai.lora.targets import DECODER_PREFIX, TargetTable
 
 log = logging.getLogger("fluxai.lora")
 
@@ -39,10 +40,13 @@ class LoadReport:
     total_keys: int
     text_encoder_skipped: int = 0
     unmatched: dict[str, str] = field(default_factory=dict)
+    decoder_modules: int = 0
 
     def summary(self) -> str:
         text = (f"LoRA {self.adapter!r} ({self.format}): {self.mapped_keys}/{self.total_keys} "
                 f"keys onto {self.modules} layers")
+        if self.decoder_modules:
+            text += f" ({self.decoder_modules} of them decoder convolutions)"
         if self.text_encoder_skipped:
             text += (f"; {self.text_encoder_skipped} text-encoder keys skipped (fluxai applies "
                      "LoRAs to the transformer only)")
@@ -95,9 +99,10 @@ def _file_in_folder(folder: Path, weight_name: str | None) -> Path:
 class LoraAdapters:
     """The named adapters of one model, and which of them run, with what weight."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, vae: nn.Module | None = None):
         self.model = model
-        self.table = TargetTable(model.config)
+        self.vae = vae
+        self.table = TargetTable(model.config, None if vae is None else vae.config)
         self.parts: dict[str, list[LoraPart]] = {}
         self.weights: dict[str, float] = {}
         self.active: list[str] = []
@@ -109,11 +114,27 @@ class LoraAdapters:
         self._model_hook: torch.utils.hooks.RemovableHandle | None = None
 
     # -- adding ---------------------------------------------------------------------------------
-    def _linear(self, name: str) -> nn.Linear:
-        module = self.model.get_submodule(name)
-        if not isinstance(module, nn.Linear):
-            raise LoraError(f"{name} is not a linear layer")
+    def _layer(self, name: str) -> nn.Linear | nn.Conv2d:
+        """The layer a part names: a transformer nn.Linear or a decoder nn.Conv2d."""
+        if name.startswith(DECODER_PREFIX):
+            if self.vae is None:
+                raise LoraError(f"{name} is a decoder layer, and these adapters have no "
+                                "autoencoder")
+            module = self.vae.decoder.get_submodule(name[len(DECODER_PREFIX):])
+            kind = nn.Conv2d
+        else:
+            module, kind = self.model.get_submodule(name), nn.Linear
+        if not isinstance(module, kind):
+            raise LoraError(f"{name} is not a {kind.__name__} layer")
         return module
+
+    @staticmethod
+    def _fits(part: LoraPart, layer: nn.Linear | nn.Conv2d) -> bool:
+        if isinstance(layer, nn.Conv2d):
+            return (part.is_conv and part.rows == (0, layer.out_channels)
+                    and tuple(part.down.shape[1:]) == tuple(layer.weight.shape[1:]))
+        return not part.is_conv and part.rows[1] <= layer.out_features and (
+            part.in_features is None or part.in_features == layer.in_features)
 
     def add(self, name: str, state: LoraState, label: str | None = None) -> LoadReport:
         """Attach a converted LoRA as adapter `name`, all or nothing. Like diffusers, the new
@@ -123,19 +144,23 @@ class LoraAdapters:
             raise LoraError(f"an adapter named {name!r} is already loaded; unload it or choose "
                             "another adapter_name")
         check_applicable(state, label)
-        param = next(self.model.parameters())
         for part in state.parts:  # the table was built from this model's config; be sure
-            layer = self._linear(part.module)
-            if part.rows[1] > layer.out_features or (
-                    part.in_features is not None and part.in_features != layer.in_features):
+            layer = self._layer(part.module)
+            if not self._fits(part, layer):
                 raise LoraError(f"cannot load LoRA {label}: {part.source} does not fit "
                                 f"{part.module} {tuple(layer.weight.shape)}")
-        self.parts[name] = [p.to(param.device, param.dtype) for p in state.parts]
+        # The first parameter's dtype, not the layer's: a layer may keep fp8 or quantized
+        # weights that it upcasts per call.
+        param = next(self.model.parameters())
+        decoder = next(self.vae.decoder.parameters()) if state.decoder_parts else param
+        self.parts[name] = [p.to(q.device, q.dtype) for p in state.parts
+                            for q in [decoder if p.is_conv else param]]
         self.weights[name] = 1.0
         self.active = [name]  # as in diffusers: the newest adapter alone is active
         self._index()
         report = LoadReport(name, state.format, len(state.modules), state.mapped_keys,
-                            state.total_keys, len(state.text_encoder_keys), dict(state.unmatched))
+                            state.total_keys, len(state.text_encoder_keys), dict(state.unmatched),
+                            len(state.decoder_parts))
         if report.unmatched or report.text_encoder_skipped:
             log.warning(report.summary())
         return report
@@ -160,24 +185,27 @@ class LoraAdapters:
 
     def add_trainable(self, name: str, modules: Iterable[str], rank: int, alpha: float,
                       generator: torch.Generator | None = None) -> list[nn.Parameter]:
-        """A fresh adapter whose up matrices start at zero (so it starts as the identity edit);
-        returns its parameters for an optimizer."""
-        if name in self.parts:
+        """Fresh parts whose up matrices start at zero (so they start as the identity edit) on
+        linear layers or decoder convolutions (LoCon: a k x k down, a 1 x 1 up); returns their
+        parameters for an optimizer. Adding to an existing trainable adapter extends it."""
+        if name in self.parts and not all(p.trainable for p in self.parts[name]):
             raise LoraError(f"an adapter named {name!r} is already loaded")
         parts, params = [], []
         for module in modules:
-            layer = self._linear(module)
-            down = torch.empty(rank, layer.in_features)
+            layer = self._layer(module)
+            out = layer.weight.shape[0]
+            down = torch.empty(rank, *layer.weight.shape[1:])
             # PEFT's default init: Kaiming-uniform down (a = sqrt(5)), zero up.
             nn.init.kaiming_uniform_(down, a=5 ** 0.5, generator=generator)
             down = nn.Parameter(down.to(layer.weight.device))
-            up = nn.Parameter(torch.zeros(layer.out_features, rank, device=layer.weight.device))
-            parts.append(LoraPart(module, (0, layer.out_features), down, up, alpha=alpha,
-                                  source=module))
+            up_shape = (out, rank, 1, 1) if isinstance(layer, nn.Conv2d) else (out, rank)
+            up = nn.Parameter(torch.zeros(up_shape, device=layer.weight.device))
+            parts.append(LoraPart(module, (0, out), down, up, alpha=alpha, source=module))
             params += [down, up]
-        self.parts[name] = parts
-        self.weights[name] = 1.0
-        self.active.append(name)
+        self.parts[name] = self.parts.get(name, []) + parts
+        self.weights.setdefault(name, 1.0)
+        if name not in self.active:
+            self.active.append(name)
         self._index()
         return params
 
@@ -236,12 +264,12 @@ class LoraAdapters:
         for name in names:
             w = self.weights[name] * scale
             for part in self.parts[name]:
-                layer = self._linear(part.module)
+                layer = self._layer(part.module)
                 if part.bias is not None and layer.bias is None:
                     raise LoraError(f"{part.source} adds a bias to {part.module}, which has "
                                     "none; it can run unfused only")
             for part in self.parts[name]:
-                layer = self._linear(part.module)
+                layer = self._layer(part.module)
                 if part.module not in self._originals:
                     self._originals[part.module] = (
                         layer.weight.detach().clone(),
@@ -260,7 +288,7 @@ class LoraAdapters:
     @torch.no_grad()
     def unfuse(self) -> None:
         for module, (weight, bias) in self._originals.items():
-            layer = self._linear(module)
+            layer = self._layer(module)
             layer.weight.copy_(weight)
             if bias is not None:
                 layer.bias.copy_(bias)
@@ -315,7 +343,7 @@ class LoraAdapters:
         """Hook every adapted layer; re-hook a layer something swapped out (a quantizer that
         replaces nn.Linear modules would otherwise drop the adapter silently)."""
         for module in self._by_module:
-            layer = self.model.get_submodule(module)
+            layer = self._layer(module)
             if self._hooked.get(module) is not layer:
                 if module in self._hooks:
                     self._hooks.pop(module).remove()
@@ -331,19 +359,19 @@ class LoraAdapters:
         return part
 
     def _make_hook(self, module: str):
-        def hook(_layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        def hook(layer: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
             x = inputs[0]
             for name, i in self._by_module.get(module, ()):
                 if name not in self.active or name in self.fused or self.weights[name] == 0:
                     continue
                 part = self._placed(name, i, x)
-                delta = part.delta_output(x.to(part.dtype))
+                delta = part.delta_output(x.to(part.dtype), layer if part.is_conv else None)
                 w = self.weights[name]
                 if w != 1.0:
                     delta = delta * w
                 lo, hi = part.rows
                 n = output.shape[-1]
-                if (lo, hi) != (0, n):
+                if not part.is_conv and (lo, hi) != (0, n):
                     delta = F.pad(delta, (lo, n - hi))
                 output = output + delta.to(output.dtype)
             return output

@@ -148,6 +148,7 @@ class Cache:
     context: Tensor  # (U, L, D), row 0 the empty prompt (caption dropout)
     pooled: Tensor  # (U, D)
     prior: dict[tuple[int, int], Tensor]  # bucket -> (N_b,) bool: Example.prior
+    images: dict[tuple[int, int], Tensor]  # bucket -> (N_b, 3, H, W) uint8, for the decoder
 
     @property
     def size(self) -> int:
@@ -165,9 +166,9 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
     model, resolution) matches the saved cache; `examples_fn` runs only when needed."""
     if path.is_file():
         saved = torch.load(path, weights_only=False)
-        if saved.get("key") == key and "prior" in saved:  # caches from before `prior` rebuild
+        if saved.get("key") == key and "images" in saved:  # older caches rebuild
             return Cache(saved["latents"], saved["captions"], saved["context"], saved["pooled"],
-                         saved["prior"])
+                         saved["prior"], saved["images"])
     examples = examples_fn()
     sizes = buckets(resolution, 2 * pipe.downscale)
     grouped: dict[tuple[int, int], list[Example]] = {}
@@ -175,16 +176,18 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         grouped.setdefault(nearest_bucket(ex.image.width, ex.image.height, sizes), []).append(ex)
     unique = ["", *sorted({ex.caption for ex in examples} - {""})]
     row = {c: i for i, c in enumerate(unique)}
-    latents, captions, prior = {}, {}, {}
+    latents, captions, prior, images = {}, {}, {}, {}
     bar = tqdm(total=len(examples), desc="encode latents")
     for size, group in grouped.items():
-        chunks = []
+        chunks, pixels = [], []
         for start in range(0, len(group), batch_size):
             imgs = [np.asarray(fit(ex.image, size)) for ex in group[start:start + batch_size]]
-            x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1
+            pixels.append(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous())
+            x = pixels[-1].float() / 127.5 - 1
             chunks.append(pipe.vae.encode(x.to(pipe.device, pipe.dtype)).float().cpu())
             bar.update(len(imgs))
         latents[size] = torch.cat(chunks)
+        images[size] = torch.cat(pixels)
         captions[size] = [row[ex.caption] for ex in group]
         prior[size] = torch.tensor([ex.prior for ex in group], dtype=torch.bool)
     bar.close()
@@ -193,6 +196,6 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         ctx, pooled = pipe.text_encoder.encode(unique[start:start + 64])
         contexts.append(ctx.float().cpu())
         pooleds.append(pooled.float().cpu())
-    cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds), prior)
+    cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds), prior, images)
     torch_save({"key": key, **vars(cache)}, path)
     return cache

@@ -14,6 +14,8 @@ Key layouts (read from the tools' public code; the full table is in docs/lora.md
   under kohya or `lycoris_` names; they become dense updates.
 
 Text-encoder keys (`lora_te*`, `text_encoder*`) are counted and reported, not applied.
+fluxai's own decoder updates (`vae.decoder.<BFL name>.lora_A/lora_B.weight`, 4-d kernels, alpha
+as `vae.lora_alpha` in `lora_adapter_metadata`) ride along in a diffusers-layout file.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor
 
 from fluxai.lora.state import LoraPart, LoraState
-from fluxai.lora.targets import Target, TargetTable
+from fluxai.lora.targets import DECODER_PREFIX, Target, TargetTable
 
 FORMATS = ("diffusers", "ai-toolkit", "kohya", "comfyui", "onetrainer", "xlabs", "bfl",
            "bfl-control", "lycoris-loha", "lycoris-lokr")
@@ -86,6 +88,9 @@ def detect_format(keys: list[str], metadata: dict[str, Any] | None = None) -> st
     """The tool that wrote a file, from its key names (and metadata where keys are ambiguous)."""
     metadata = metadata or {}
     ks = [k for k in keys if not is_text_encoder_key(k)] or keys
+    if ks and all(k.startswith(DECODER_PREFIX) for k in ks):
+        return "diffusers"  # decoder updates only: fluxai writes them in diffusers' layout
+    ks = [k for k in ks if not k.startswith(DECODER_PREFIX)] or ks
     if any(".processor.qkv_lora" in k or ".processor.proj_lora" in k for k in ks):
         return "xlabs"
     if any(".lokr_" in k for k in ks):
@@ -107,15 +112,20 @@ def detect_format(keys: list[str], metadata: dict[str, Any] | None = None) -> st
     return "unknown"
 
 
-def _peft_alphas(metadata: dict[str, Any]) -> tuple[float | None, dict[str, float]]:
-    """(lora_alpha, alpha_pattern) from diffusers' `lora_adapter_metadata` JSON, if present."""
+def _adapter_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """diffusers' `lora_adapter_metadata` JSON as a dict ({} when absent or unreadable)."""
     raw = metadata.get("lora_adapter_metadata")
     if not raw:
-        return None, {}
+        return {}
     try:
-        meta = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        return json.loads(raw) if isinstance(raw, str) else dict(raw)
     except ValueError:
-        return None, {}
+        return {}
+
+
+def _peft_alphas(metadata: dict[str, Any]) -> tuple[float | None, dict[str, float]]:
+    """(lora_alpha, alpha_pattern) from diffusers' `lora_adapter_metadata` JSON, if present."""
+    meta = _adapter_metadata(metadata)
     alpha = meta.get("transformer.lora_alpha", meta.get("lora_alpha"))
     pattern = meta.get("transformer.alpha_pattern", meta.get("alpha_pattern")) or {}
     return (None if alpha is None else float(alpha)), {k: float(v) for k, v in pattern.items()}
@@ -211,9 +221,15 @@ def convert(state_dict: dict[str, Tensor], table: TargetTable,
         # Tensors before scalars, so messages quote the key a user will recognise.
         keys_of[stem].sort(key=lambda k: k.endswith(".alpha"))
 
+    decoder_alpha = _adapter_metadata(metadata).get("vae.lora_alpha")
     for stem, tensors in groups.items():
         name = strip_prefix(stem)
         try:
+            if name.startswith(DECODER_PREFIX):
+                alpha = tensors.pop("alpha", None)
+                alpha = decoder_alpha if alpha is None else float(alpha.float().item())
+                state.parts.append(_conv_part(name, tensors, alpha, table))
+                continue
             if set(tensors) == {"replace"}:
                 _replacement(state, name, tensors["replace"], table)
                 continue
@@ -234,6 +250,29 @@ def convert(state_dict: dict[str, Tensor], table: TargetTable,
             for key in keys_of[stem]:
                 state.misfits[key] = str(e)
     return state
+
+
+def _conv_part(name: str, t: dict[str, Tensor], alpha: float | None, table: TargetTable
+               ) -> LoraPart:
+    """A decoder convolution's LoCon pair -> a LoraPart; raises naming what does not fit."""
+    if not table.convs:
+        raise LookupError("adapts the autoencoder's decoder, and this base model's autoencoder "
+                          "is not known here")
+    if name not in table.convs:
+        raise LookupError("names no convolution of this model's decoder")
+    if set(t) != {"down", "up"}:
+        raise ValueError(f"a decoder update needs lora_A and lora_B, file has "
+                         f"{', '.join(sorted(t))}")
+    cin, cout, k = table.convs[name]
+    down, up = t["down"], t["up"]
+    if down.ndim != 4 or up.ndim != 4 or up.shape[1] != down.shape[0] or up.shape[2:] != (1, 1):
+        raise ValueError(f"down {tuple(down.shape)} and up {tuple(up.shape)} are not a "
+                         "(rank, in, k, k) and (out, rank, 1, 1) pair")
+    if tuple(down.shape[1:]) != (cin, k, k) or up.shape[0] != cout:
+        raise ValueError(f"expects a ({cout}, {cin}, {k}, {k}) convolution, file has "
+                         f"({up.shape[0]}, {', '.join(map(str, down.shape[1:]))})")
+    return LoraPart(name, (0, cout), down, up, alpha=None if alpha is None else float(alpha),
+                    source=name)
 
 
 def _replacement(state: LoraState, name: str, tensor: Tensor, table: TargetTable) -> None:

@@ -60,11 +60,13 @@ def _lowrank_only(state: LoraState, fmt: str) -> None:
 
 
 def to_diffusers(state: LoraState, table: TargetTable) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """diffusers/PEFT keys (`transformer.<name>.lora_A.weight`) and their metadata."""
+    """diffusers/PEFT keys (`transformer.<name>.lora_A.weight`) and their metadata; decoder
+    updates as `vae.decoder.<name>.lora_A.weight` (diffusers' loader leaves those alone)."""
     _lowrank_only(state, "diffusers")
-    uniform = _uniform(state.parts)
+    parts = state.transformer_parts
+    uniform = _uniform(parts)
     out: dict[str, Tensor] = {}
-    for part in state.parts:
+    for part in parts:
         names = table.diffusers_names_within(part.module, part.rows)
         if sum(t.num_rows for _, t in names) != part.num_rows:
             raise ValueError(f"{part.source} covers rows {part.rows} of {part.module}, which "
@@ -77,26 +79,45 @@ def to_diffusers(state: LoraState, table: TargetTable) -> tuple[dict[str, Tensor
             out[f"transformer.{name}.lora_A.weight"] = part.down.float().clone()
             out[f"transformer.{name}.lora_B.weight"] = target.to_theirs(rows).contiguous()
     rank, alpha = uniform if uniform else (max(state.ranks(), default=0), None)
-    config = {"r": rank, "lora_alpha": alpha if alpha is not None else rank,
-              "target_modules": sorted({k.split(".", 1)[1].rsplit(".lora_", 1)[0]
-                                        for k in out if k.endswith("lora_A.weight")}),
-              "lora_dropout": 0.0, "bias": "none", "use_dora": False}
-    if not uniform:
+    config: dict[str, Any] = {}
+    if parts:
+        config = {"r": rank, "lora_alpha": alpha if alpha is not None else rank,
+                  "target_modules": sorted({k.split(".", 1)[1].rsplit(".lora_", 1)[0]
+                                            for k in out if k.endswith("lora_A.weight")}),
+                  "lora_dropout": 0.0, "bias": "none", "use_dora": False}
+    if parts and not uniform:
         # Per-module ranks differ: tell PEFT each one (alpha = rank: the scale is folded in).
         ranks = {k.split(".", 1)[1].rsplit(".lora_", 1)[0]: v.shape[0]
                  for k, v in out.items() if k.endswith("lora_A.weight")}
         config["rank_pattern"] = {k: r for k, r in ranks.items() if r != rank}
         config["alpha_pattern"] = dict(config["rank_pattern"])
-    meta = {"format": "pt",
-            "lora_adapter_metadata": json.dumps({f"transformer.{k}": v for k, v in config.items()},
-                                                sort_keys=True),
-            "fluxai_lora": json.dumps({"rank": rank, "alpha": config["lora_alpha"]})}
+    adapter_meta = {f"transformer.{k}": v for k, v in config.items()}
+    summary = {"rank": rank, "alpha": config.get("lora_alpha")} if parts else {}
+    decoder = state.decoder_parts
+    if decoder:
+        dec_uniform = _uniform(decoder)
+        for part in decoder:
+            out[f"{part.module}.lora_A.weight"] = part.down.float().clone()
+            out[f"{part.module}.lora_B.weight"] = (
+                part.up.float() * (1.0 if dec_uniform else part.scale)).contiguous()
+        dec_rank, dec_alpha = dec_uniform or (max(state.ranks(decoder=True)), None)
+        adapter_meta["vae.r"] = dec_rank
+        if dec_alpha is not None:
+            adapter_meta["vae.lora_alpha"] = dec_alpha
+        summary["decoder"] = {"rank": dec_rank, "alpha": dec_alpha or dec_rank,
+                              "layers": len(decoder)}
+    meta = {"format": "pt", "lora_adapter_metadata": json.dumps(adapter_meta, sort_keys=True),
+            "fluxai_lora": json.dumps(summary)}
     return out, meta
 
 
 def to_kohya(state: LoraState, table: TargetTable) -> tuple[dict[str, Tensor], dict[str, str]]:
     """sd-scripts keys (`lora_unet_<bfl_name>.lora_down.weight`, `.alpha`) and metadata."""
     _lowrank_only(state, "kohya")
+    if state.decoder_parts:
+        raise ValueError(f"cannot write kohya: the LoRA adapts {len(state.decoder_parts)} "
+                         "decoder convolutions, which kohya's layout has no names for; keep it "
+                         "in the diffusers layout")
     by_module: dict[str, list[LoraPart]] = {}
     for part in state.parts:
         by_module.setdefault(part.module, []).append(part)

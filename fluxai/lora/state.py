@@ -1,4 +1,5 @@
-"""The one internal form of a LoRA: updates to BFL-named linear layers, by output-row range.
+"""The one internal form of a LoRA: updates to BFL-named linear layers, by output-row range,
+and LoCon-style updates to the decoder's convolutions (`vae.decoder.<name>`, whole layers).
 
 Every file format is converted into this at the edge (`formats.py`); the runtime adapters,
 fusing, `fluxai lora info` and the writers all read only this.
@@ -16,12 +17,16 @@ from torch import Tensor
 
 @dataclass
 class LoraPart:
-    """delta W[rows] = scale * up @ down (low rank) or `dense` (LyCORIS); plus an optional bias."""
+    """delta W[rows] = scale * up @ down (low rank) or `dense` (LyCORIS); plus an optional bias.
 
-    module: str  # BFL name of the nn.Linear it updates
+    On a convolution, down is a (rank, in, k, k) kernel and up a (out, rank, 1, 1) one (LoCon):
+    the update runs as two convolutions and fuses into one k x k kernel.
+    """
+
+    module: str  # BFL name of the nn.Linear (or `vae.decoder.` name of the Conv2d) it updates
     rows: tuple[int, int]  # the output rows it updates, [lo, hi)
-    down: Tensor | None = None  # (rank, in_features)
-    up: Tensor | None = None  # (hi - lo, rank)
+    down: Tensor | None = None  # (rank, in_features) or (rank, in, k, k)
+    up: Tensor | None = None  # (hi - lo, rank) or (out, rank, 1, 1)
     dense: Tensor | None = None  # (hi - lo, in_features): LoKr/LoHa products, full diffs
     bias: Tensor | None = None  # (hi - lo,)
     alpha: float | None = None  # None: scale 1
@@ -47,16 +52,30 @@ class LoraPart:
     def num_rows(self) -> int:
         return self.rows[1] - self.rows[0]
 
+    @property
+    def is_conv(self) -> bool:
+        return self.down is not None and self.down.ndim == 4
+
     def delta_weight(self) -> Tensor | None:
-        """The full (rows, in) weight update in float32, scale included."""
+        """The full (rows, in) weight update in float32, scale included ((out, in, k, k) on a
+        convolution)."""
         if self.dense is not None:
             return self.dense.float()
         if self.down is None:
             return None
+        if self.is_conv:
+            delta = self.up.float().flatten(1) @ self.down.float().flatten(1)
+            return self.scale * delta.view(-1, *self.down.shape[1:])
         return self.scale * (self.up.float() @ self.down.float())
 
-    def delta_output(self, x: Tensor) -> Tensor:
-        """What this part adds to the layer's output rows for input x (…, in) -> (…, rows)."""
+    def delta_output(self, x: Tensor, conv: torch.nn.Conv2d | None = None) -> Tensor:
+        """What this part adds to the layer's output rows for input x (…, in) -> (…, rows);
+        on a convolution (given as `conv`, for its stride and padding), (N, in, H, W) ->
+        (N, out, H', W')."""
+        if self.is_conv:
+            h = F.conv2d(x, self.down, None, conv.stride, conv.padding, conv.dilation)
+            out = F.conv2d(h, self.up)
+            return out * self.scale if self.scale != 1.0 else out
         if self.dense is not None:
             out = F.linear(x, self.dense)
         elif self.down is not None:
@@ -114,8 +133,19 @@ class LoraState:
     def modules(self) -> list[str]:
         return sorted({p.module for p in self.parts})
 
-    def ranks(self) -> list[int]:
-        return sorted({p.rank for p in self.parts if p.rank is not None})
+    @property
+    def decoder_parts(self) -> list[LoraPart]:
+        return [p for p in self.parts if p.is_conv]
 
-    def alphas(self) -> list[float]:
-        return sorted({p.alpha for p in self.parts if p.alpha is not None})
+    @property
+    def transformer_parts(self) -> list[LoraPart]:
+        return [p for p in self.parts if not p.is_conv]
+
+    def ranks(self, decoder: bool = False) -> list[int]:
+        """The transformer parts' ranks (the decoder's with `decoder=True`)."""
+        parts = self.decoder_parts if decoder else self.transformer_parts
+        return sorted({p.rank for p in parts if p.rank is not None})
+
+    def alphas(self, decoder: bool = False) -> list[float]:
+        parts = self.decoder_parts if decoder else self.transformer_parts
+        return sorted({p.alpha for p in parts if p.alpha is not None})

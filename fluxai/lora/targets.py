@@ -6,6 +6,10 @@ linear layer it adapts and the output rows it covers. diffusers splits BFL's fus
 (`img_attn.qkv` into `to_q`/`to_k`/`to_v`, single blocks' `linear1` into those plus `proj_mlp`),
 so its names map onto row slices; its `norm_out.linear` orders (scale, shift) where BFL orders
 (shift, scale), so that name maps with its halves swapped.
+
+A LoRA may also adapt the autoencoder's decoder (`vae.decoder.<BFL name>`, LoCon-style conv
+updates): a new concept can need drawing the decoder never learned. Those names are fluxai's own;
+no other tool writes them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fluxai.config import FluxConfig
+from fluxai.config import AutoEncoderConfig, FluxConfig
+
+DECODER_PREFIX = "vae.decoder."
 
 
 @dataclass(frozen=True)
@@ -160,11 +166,23 @@ def xlabs_names(config: FluxConfig) -> dict[str, Target]:
     return t
 
 
-class TargetTable:
-    """Name lookups for one model shape; built once per (config) and cheap to query."""
+def decoder_convs(config: AutoEncoderConfig) -> dict[str, tuple[int, int, int]]:
+    """Every Conv2d of the decoder (`vae.decoder.<name>`) -> (in, out, kernel size)."""
+    from fluxai.model.autoencoder import Decoder
 
-    def __init__(self, config: FluxConfig):
+    with torch.device("meta"):
+        decoder = Decoder(config)
+    return {DECODER_PREFIX + name: (m.in_channels, m.out_channels, m.kernel_size[0])
+            for name, m in decoder.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+class TargetTable:
+    """Name lookups for one model shape; built once per (config) and cheap to query. Given the
+    autoencoder's config too, it knows the decoder's convolutions."""
+
+    def __init__(self, config: FluxConfig, autoencoder: AutoEncoderConfig | None = None):
         self.config = config
+        self.convs = decoder_convs(autoencoder) if autoencoder is not None else {}
         self.modules = linear_modules(config)
         self.bfl = {name: _whole(name, rows) for name, (_, rows) in self.modules.items()}
         self.diffusers = diffusers_names(config)
@@ -181,6 +199,9 @@ class TargetTable:
 
     def in_features(self, module: str) -> int:
         return self.modules[module][0]
+
+    def out_features(self, module: str) -> int:
+        return self.convs[module][1] if module in self.convs else self.modules[module][1]
 
     def diffusers_names_within(self, module: str, rows: tuple[int, int]
                                ) -> list[tuple[str, Target]]:

@@ -44,3 +44,28 @@ def test_saved_lora_gives_diffusers_the_same_output_as_ours(tmp_path):
     got = diffusers_forward(theirs, x)
     assert (expected - base).abs().max() > 0.05  # the LoRA changes the output...
     assert (got - expected).abs().max() < 1e-4  # ...identically in both
+
+
+def test_diffusers_loads_the_transformer_part_of_a_lora_that_also_adapts_the_decoder(tmp_path):
+    from fluxai.config import AutoEncoderConfig
+    from fluxai.model.autoencoder import AutoEncoder
+
+    ours = random_model()
+    save_transformer(ours, tmp_path / "transformer", layout="diffusers")
+    theirs = diffusers.FluxTransformer2DModel.from_pretrained(tmp_path / "transformer").eval()
+    vae = AutoEncoder(AutoEncoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=4))
+    lora = LoraAdapters(ours, vae)
+    linear = lora.add_trainable("t", ["double_blocks.0.img_attn.qkv"], rank=4, alpha=4.0)
+    conv = lora.add_trainable("t", list(lora.table.convs), rank=2, alpha=2.0)
+    with torch.no_grad():
+        for i, p in enumerate(linear + conv):
+            p.copy_(rand(*p.shape, seed=i) * 0.1)
+    path = save_lora(lora.state("t"), tmp_path / "lora.safetensors", lora.table)
+
+    pipe = diffusers.FluxPipeline(scheduler=None, vae=None, text_encoder=None, tokenizer=None,
+                                  text_encoder_2=None, tokenizer_2=None, transformer=theirs)
+    pipe.load_lora_weights(str(path), adapter_name="t")
+    x = model_inputs()
+    with torch.no_grad():
+        expected = ours(**x)
+    assert (diffusers_forward(theirs, x) - expected).abs().max() < 1e-4
