@@ -58,3 +58,19 @@ def deltas(state: LoraState) -> dict[str, Tensor]:
         d = out.setdefault(part.module, torch.zeros(rows, fan_in))
         d[part.rows[0]:part.rows[1]] += part.delta_weight()
     return out
+
+
+def small_pipe():
+    """flux-test-dev with random weights, quiet."""
+    from fluxai.pipeline import FluxPipeline
+    from fluxai.registry import random_preset
+
+    pipe = FluxPipeline(**random_preset("flux-test-dev"))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def images(pipe) -> Tensor:
+    """A fixed two-step 32x32 generation, as a tensor."""
+    return pipe("a red star", seed=2, num_inference_steps=2, width=32, height=32,
+                output_type="pt").images

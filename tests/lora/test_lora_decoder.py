@@ -5,26 +5,18 @@ import json
 
 import pytest
 import torch
+from lora_helpers import images, small_pipe
 from safetensors.torch import save_file
 
 from fluxai.cli.main import main
 from fluxai.lora import LoraError, read_lora_file, save_lora
-from fluxai.pipeline import FluxPipeline
-from fluxai.registry import random_preset
 
 H, R = 64, 4
 
 
 @pytest.fixture
 def pipe():
-    p = FluxPipeline(**random_preset("flux-test-dev"))
-    p.set_progress_bar_config(disable=True)
-    return p
-
-
-def images(pipe):
-    return pipe("a red star", seed=2, num_inference_steps=2, width=32, height=32,
-                output_type="pt").images
+    return small_pipe()
 
 
 def conv_shape(pipe, name):

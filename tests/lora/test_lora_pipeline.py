@@ -2,25 +2,17 @@
 
 import pytest
 import torch
+from lora_helpers import images, small_pipe
 from safetensors.torch import save_file
 
 from fluxai.lora import LoraError
-from fluxai.pipeline import FluxPipeline
-from fluxai.registry import random_preset
 
 H = 64
 
 
 @pytest.fixture
 def pipe():
-    p = FluxPipeline(**random_preset("flux-test-dev"))
-    p.set_progress_bar_config(disable=True)
-    return p
-
-
-def images(pipe):
-    return pipe("a red star", seed=2, num_inference_steps=2, width=32, height=32,
-                output_type="pt").images
+    return small_pipe()
 
 
 def lora_file(tmp_path, seed, name="l.safetensors"):

@@ -52,11 +52,12 @@ def test_training_leaves_the_base_weights_alone_and_saves_a_loadable_lora(tmp_pa
     assert "trained:   by fluxai on flux-test-dev" in capsys.readouterr().out
 
 
-def fixed_loss(t, cache):
-    """The loss on the same batches, times and noise every time it is asked."""
+def fixed_loss(t, cache, loss=None):
+    """The loss (default the flow loss) on the same batches, times and noise every time."""
+    loss = loss or t.loss_on
     t.gen.manual_seed(123)
     with torch.no_grad():
-        return sum(t.loss_on(cache).item() for _ in range(4))
+        return sum(loss(cache).item() for _ in range(4))
 
 
 def test_training_lowers_the_loss_on_fixed_batches(tmp_path):
@@ -212,20 +213,14 @@ def test_the_decoder_phase_saves_a_decoder_adapter_in_the_same_file(tmp_path, ca
     assert report.mapped_keys == report.total_keys
 
 
-def fixed_decoder_loss(t, cache):
-    t.gen.manual_seed(123)
-    with torch.no_grad():
-        return sum(t.decoder_loss_on(cache).item() for _ in range(4))
-
-
 def test_the_decoder_phase_lowers_its_loss_on_fixed_batches(tmp_path):
     data = write_folder(tmp_path / "data", n=2)
     t = trainer(tmp_path, data, steps=1, decoder_steps=25, decoder_lr=1e-2)
     t.out.mkdir(parents=True)
     cache = t.prepare()
-    before = fixed_decoder_loss(t, cache)
+    before = fixed_loss(t, cache, t.decoder_loss_on)
     t.run()
-    assert fixed_decoder_loss(t, cache) < 0.8 * before
+    assert fixed_loss(t, cache, t.decoder_loss_on) < 0.8 * before
 
 
 def test_resume_in_the_decoder_phase_continues_exactly(tmp_path):
@@ -264,7 +259,7 @@ def test_the_shapes_decoder_loss_weighs_object_pixels_and_palette_misreads(tmp_p
     t = trainer(tmp_path, "shapes:hexagon", count=4, steps=1, decoder_steps=1)
     t.out.mkdir(parents=True)
     cache = t.prepare()
-    l1 = fixed_decoder_loss(t, cache)
+    l1 = fixed_loss(t, cache, t.decoder_loss_on)
     t.cfg.decoder_loss = "shapes"
     # The same drawings, judged by flux-tiny's autoencoder loss: a different, larger number.
-    assert fixed_decoder_loss(t, cache) > 1.5 * l1
+    assert fixed_loss(t, cache, t.decoder_loss_on) > 1.5 * l1
