@@ -91,7 +91,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "shapes-hexagon": {
         # Sized for the 15 CPU-minute budget (docs/lora.md): on the 2-core EPYC
         # machine, one thread, 2,000 steps of batch 8 with the distilled prior and then 200
-        # decoder steps took 12.8 CPU-minutes. flux-tiny's decoder draws small hexagons round
+        # decoder steps took 12.7 CPU-minutes. flux-tiny's decoder draws small hexagons round
         # (the ground truth through it is judged 0.70); the decoder steps lift that to 0.84.
         "model": "flux-tiny", "data": "shapes:hexagon", "count": 200, "rank": 16,
         "steps": 2000, "lr": 2e-3, "batch_size": 8, "prior_fraction": 0.25,
