@@ -327,7 +327,8 @@ class LoraAdapters:
                 self._hooked.pop(module)
         self._rehook()
         if self._by_module and self._model_hook is None:
-            self._model_hook = self.model.register_forward_pre_hook(lambda *_: self._rehook())
+            self._model_hook = self.model.register_forward_pre_hook(
+                lambda *_: self._rehook(transformer_only=True))
         elif not self._by_module and self._model_hook is not None:
             self._model_hook.remove()
             self._model_hook = None
@@ -339,10 +340,14 @@ class LoraAdapters:
 
         weights_changed(self.model)
 
-    def _rehook(self) -> None:
+    def _rehook(self, transformer_only: bool = False) -> None:
         """Hook every adapted layer; re-hook a layer something swapped out (a quantizer that
-        replaces nn.Linear modules would otherwise drop the adapter silently)."""
+        replaces nn.Linear modules would otherwise drop the adapter silently). Before each
+        transformer call only its own layers are checked: nothing swaps decoder layers, and
+        this runs on every denoising step."""
         for module in self._by_module:
+            if transformer_only and module.startswith(DECODER_PREFIX):
+                continue
             layer = self._layer(module)
             if self._hooked.get(module) is not layer:
                 if module in self._hooks:

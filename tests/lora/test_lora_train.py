@@ -255,11 +255,25 @@ def test_an_unknown_decoder_loss_is_refused():
         make_config(None, decoder_loss="l2")
 
 
-def test_the_shapes_decoder_loss_weighs_object_pixels_and_palette_misreads(tmp_path):
+def test_the_shapes_decoder_loss_is_flux_tinys_autoencoder_loss(tmp_path, monkeypatch):
+    import fluxai.train.autoencoder as ae_train
+
+    seen = []
+    real = ae_train.reconstruction_loss
+
+    def recording(recon, x, tc, palette):
+        seen.append((tc, palette.shape, real(recon, x, tc, palette)))
+        return seen[-1][2]
+
+    monkeypatch.setattr(ae_train, "reconstruction_loss", recording)
     t = trainer(tmp_path, "shapes:hexagon", count=4, steps=1, decoder_steps=1)
     t.out.mkdir(parents=True)
     cache = t.prepare()
     l1 = fixed_loss(t, cache, t.decoder_loss_on)
+    assert seen == []  # the default is plain L1
     t.cfg.decoder_loss = "shapes"
-    # The same drawings, judged by flux-tiny's autoencoder loss: a different, larger number.
-    assert fixed_loss(t, cache, t.decoder_loss_on) > 1.5 * l1
+    shapes = fixed_loss(t, cache, t.decoder_loss_on)
+    assert len(seen) == 4 and shapes == pytest.approx(sum(loss.item() for *_, loss in seen))
+    tc, palette_shape, _ = seen[0]
+    assert tc.object_weight > 1 and tc.palette_weight > 0 and palette_shape[1] == 3
+    assert shapes != pytest.approx(l1)
