@@ -16,17 +16,19 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     lsub = p.add_subparsers(dest="lora_command", required=True, parser_class=type(p))
     info = lsub.add_parser("info", help="detected format, rank, alpha, targeted layers, key map")
     info.add_argument("file", help="LoRA file (.safetensors)")
-    info.add_argument("--model", default=DEFAULT_BASE,
-                      help=f"base model whose layers the keys are matched against "
-                           f"(default {DEFAULT_BASE}; shapes only, no weights are loaded)")
+    info.add_argument("--model", default=None,
+                      help=f"base model whose layers the keys are matched against (default: the "
+                           f"one a fluxai-trained file names, else {DEFAULT_BASE}; shapes only, "
+                           "no weights are loaded)")
     info.set_defaults(run=run_info)
     conv = lsub.add_parser("convert", help="rewrite a LoRA as diffusers/PEFT or kohya")
     conv.add_argument("src", help="LoRA file in any supported format")
     conv.add_argument("dst", help="output .safetensors file (must not exist)")
     conv.add_argument("--to", required=True, choices=["diffusers", "kohya"],
                       help="output layout")
-    conv.add_argument("--model", default=DEFAULT_BASE,
-                      help=f"base model the LoRA is for (default {DEFAULT_BASE})")
+    conv.add_argument("--model", default=None,
+                      help=f"base model the LoRA is for (default: the one a fluxai-trained "
+                           f"file names, else {DEFAULT_BASE})")
     conv.set_defaults(run=run_convert)
 
 
@@ -109,12 +111,19 @@ def base_configs(model: str) -> tuple[Any, Any]:
     return infer_config(open_checkpoint(path)), ae
 
 
-def _state(file: str, model: str) -> Any:
+def _state(file: str, model: str | None) -> tuple[Any, Any, str]:
+    """The file converted against `model`'s layers (None: the base model a fluxai-trained file
+    names, else the default), the layer table, and the model's name."""
+    import json
+
     from fluxai.lora import TargetTable, convert, read_lora_file
 
     tensors, meta = read_lora_file(file)
+    if model is None:
+        trained = json.loads(meta.get("fluxai_train", "{}"))
+        model = trained.get("base_model") or DEFAULT_BASE
     table = TargetTable(*base_configs(model))
-    return convert(tensors, table, meta), table
+    return convert(tensors, table, meta), table, model
 
 
 def _pattern(module: str) -> str:
@@ -122,14 +131,14 @@ def _pattern(module: str) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    state, table = _state(args.file, args.model)
+    state, table, model = _state(args.file, args.model)
     print(f"file:      {args.file}")
     print(f"format:    {state.format}")
     ranks = state.ranks()
     alphas = state.alphas()
     print(f"rank:      {', '.join(map(str, ranks)) or '-'}")
     print(f"alpha:     {', '.join(f'{a:g}' for a in alphas) or '- (scale 1)'}")
-    print(f"keys:      {state.mapped_keys}/{state.total_keys} map onto {args.model}")
+    print(f"keys:      {state.mapped_keys}/{state.total_keys} map onto {model}")
     if state.text_encoder_keys:
         print(f"skipped:   {len(state.text_encoder_keys)} text-encoder keys (fluxai applies "
               "LoRAs to the transformer only)")
@@ -138,7 +147,7 @@ def run_info(args: argparse.Namespace) -> int:
             key, why = next(iter(bad.items()))
             print(f"{label}: {len(bad):>4} keys, e.g. {key}: {why}")
     if state.misfits and not state.parts:
-        print(f"hint:      no layer of {args.model} fits; name the base model with --model")
+        print(f"hint:      no layer of {model} fits; name the base model with --model")
     if state.replacements:
         print(f"replaces:  {len(state.replacements)} norm parameters (control LoRA)")
     decoder = state.decoder_parts
@@ -156,6 +165,9 @@ def run_info(args: argparse.Namespace) -> int:
               + (f"; then {t['decoder_steps']} decoder steps, final loss "
                  f"{t.get('decoder_final_loss', float('nan')):.4f}" if t.get("decoder_steps")
                  else ""))
+        if t.get("stand_in"):
+            print(f"stand-in:  the {t['stand_in']} (latent contrast {t['latent_contrast']:g}, "
+                  f"twins {t['twin_fraction']:g})")
     counts: Counter[tuple[str, tuple[int, int] | None]] = Counter()
     for part in state.transformer_parts:
         whole = part.rows == (0, table.modules[part.module][1])
@@ -174,7 +186,7 @@ def run_convert(args: argparse.Namespace) -> int:
         raise ValueError(f"{dst} already exists; choose a new file name")
     if dst.suffix != ".safetensors":
         raise ValueError(f"{dst}: the output is a .safetensors file; name it *.safetensors")
-    state, table = _state(args.src, args.model)
+    state, table, model = _state(args.src, args.model)
     if state.misfits or state.unmatched or not state.parts:
         from fluxai.lora.adapters import check_applicable
 
@@ -182,7 +194,7 @@ def run_convert(args: argparse.Namespace) -> int:
         bad = {**state.unmatched, **state.misfits}
         key, why = next(iter(bad.items()))
         raise ValueError(f"{len(bad)} of {state.total_keys} keys of {args.src} do not map "
-                         f"onto {args.model} (e.g. {key}: {why}); nothing written")
+                         f"onto {model} (e.g. {key}: {why}); nothing written")
     save_lora(state, dst, table, args.to)
     skipped = (f"; {len(state.text_encoder_keys)} text-encoder keys not carried over"
                if state.text_encoder_keys else "")

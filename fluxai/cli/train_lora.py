@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    from fluxai.lora.train import DECODER_LOSSES, PRESETS, PRIOR_LOSSES
+    from fluxai.lora.train import DECODER_LOSSES, PRESETS, PRIOR_LOSSES, TARGETS
     from fluxai.shapes.scenes import LAYOUTS
 
     p = sub.add_parser(name, help="train a LoRA on image+caption folders or Shapes World data")
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="run folder: lora.safetensors, samples/, train_state.pt (default lora-out)")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank (default 8)")
     p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
-    p.add_argument("--targets", choices=["all", "attn"], default=None,
+    p.add_argument("--targets", choices=TARGETS, default=None,
                    help="train every block linear layer (all) or attention only (attn)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 600)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
@@ -37,6 +37,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="where shapes:<shape> data puts what captions leave free: free or "
                         "canonical, as the base model was trained (default free)")
+    p.add_argument("--stand-in", default=None,
+                   help="shapes:<shape> data: the known shape drawn in the new one's place for "
+                        "--latent-contrast and --twin-fraction (default auto: the one the "
+                        "autoencoder encodes closest to the new shape)")
+    p.add_argument("--latent-contrast", type=float, default=None,
+                   help="aim the new shape's latents this many times their distance from the "
+                        "stand-in's further away from it (default 0: off)")
+    p.add_argument("--twin-fraction", type=float, default=None,
+                   help="share of the new shape's examples replaced each step by their "
+                        "stand-in twin (same scene and words, known shape), which regresses "
+                        "the prior loss (default 0: none)")
     p.add_argument("--decoder-steps", type=int, default=None,
                    help="after the transformer's steps, train a LoCon adapter on the "
                         "autoencoder's decoder for this many steps (default 0: none); it is "

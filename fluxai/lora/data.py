@@ -9,11 +9,12 @@ forgotten).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ class Example:
     image: Image.Image
     caption: str
     prior: bool = False  # an ordinary scene, there to keep what the base model already does
+    # Shapes data with a stand-in: the same scene with the new shape drawn as a known one, and
+    # the caption in the same words naming that one (train.LoraTrainConfig.stand_in).
+    stand_in: Image.Image | None = None
+    stand_in_caption: str | None = None
 
 
 def folder_examples(folder: Path) -> list[Example]:
@@ -56,8 +61,11 @@ def folder_examples(folder: Path) -> list[Example]:
 
 
 def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
-                    prior_fraction: float = 0.25, layout: str = "free") -> list[Example]:
-    """`count` generated examples: most show `shape`, `prior_fraction` are ordinary scenes."""
+                    prior_fraction: float = 0.25, layout: str = "free",
+                    stand_in: str | None = None) -> list[Example]:
+    """`count` generated examples: most show `shape`, `prior_fraction` are ordinary scenes.
+    With `stand_in` (a known shape), each example that shows `shape` also carries its scene
+    drawn, and its caption written in the same words, with `stand_in` in its place."""
     from fluxai.shapes import WORLD, caption, place, render, sample_spec
 
     if shape not in WORLD.all_shapes:
@@ -76,9 +84,47 @@ def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
             if not prior and all(o.shape != shape for o in spec.objects):
                 continue
             scene = place(spec, size, size, rng, layout)
-            out.append(Example(Image.fromarray(render(scene)), caption(spec, rng, "train"), prior))
+            twin = twin_caption = None
+            if stand_in is not None and not prior:
+                twin = Image.fromarray(render(swap_shape(scene, shape, stand_in)))
+                # The same draws phrase both captions: only the shape's name differs.
+                twin_caption = caption(swap_shape(spec, shape, stand_in), copy.deepcopy(rng),
+                                       "train")
+            out.append(Example(Image.fromarray(render(scene)), caption(spec, rng, "train"), prior,
+                               twin, twin_caption))
             bar.update(1)
     return out
+
+
+def swap_shape(scene: Any, shape: str, other: str) -> Any:
+    """The scene (or prompt spec) with every `shape` as `other` (same colour, place, size)."""
+    return replace(scene, objects=type(scene.objects)(
+        replace(o, shape=other) if o.shape == shape else o for o in scene.objects))
+
+
+@torch.no_grad()
+def nearest_known_shape(shape: str, pipe: Any, size: int, layout: str = "free",
+                        scenes: int = 32, seed: int = 0) -> str:
+    """The known shape whose drawings the model's autoencoder encodes closest to `shape`'s: the
+    one a model that never saw `shape` confuses it with (the hexagon: the circle)."""
+    from fluxai.shapes import WORLD, place, render, sample_spec
+
+    rng = np.random.default_rng([seed, 104_729])
+    placed = []
+    while len(placed) < scenes:
+        spec = sample_spec(rng, split="train", shapes=WORLD.all_shapes)
+        if any(o.shape == shape for o in spec.objects):
+            placed.append(place(spec, size, size, rng, layout))
+
+    def encode(images: list[np.ndarray]) -> Tensor:
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return pipe.vae.encode(x.to(pipe.device, pipe.dtype)).float().cpu()
+
+    z = encode([render(s) for s in placed])
+    distance = {other: (encode([render(swap_shape(s, shape, other)) for s in placed]) - z)
+                .flatten(1).norm(dim=1).mean().item()
+                for other in WORLD.shapes if other != shape}
+    return min(distance, key=distance.get)
 
 
 def shape_eval_prompts(shape: str, per_kind: int = 10, seed: int = 0) -> list[tuple[str, Any]]:
@@ -107,9 +153,10 @@ def write_eval_prompts(path: Path, prompts: list[tuple[str, Any]]) -> Path:
 
 
 def load_examples(data: str, size: int, count: int, seed: int, prior_fraction: float,
-                  layout: str = "free") -> list[Example]:
+                  layout: str = "free", stand_in: str | None = None) -> list[Example]:
     if data.startswith("shapes:"):
-        return shapes_examples(data.split(":", 1)[1], count, size, seed, prior_fraction, layout)
+        return shapes_examples(data.split(":", 1)[1], count, size, seed, prior_fraction, layout,
+                               stand_in)
     return folder_examples(Path(data).expanduser())
 
 
@@ -149,6 +196,11 @@ class Cache:
     pooled: Tensor  # (U, D)
     prior: dict[tuple[int, int], Tensor]  # bucket -> (N_b,) bool: Example.prior
     images: dict[tuple[int, int], Tensor]  # bucket -> (N_b, 3, H, W) uint8, for the decoder
+    # bucket -> (N_b, C, h, w): each latent minus its stand-in's (zero without one), and
+    # bucket -> (N_b,): the stand-in caption's row in `context` (-1 without one); both None
+    # when no example has a stand-in.
+    contrast: dict[tuple[int, int], Tensor] | None = None
+    twins: dict[tuple[int, int], Tensor] | None = None
 
     @property
     def size(self) -> int:
@@ -168,26 +220,46 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         saved = torch.load(path, weights_only=False)
         if saved.get("key") == key and "images" in saved:  # older caches rebuild
             return Cache(saved["latents"], saved["captions"], saved["context"], saved["pooled"],
-                         saved["prior"], saved["images"])
+                         saved["prior"], saved["images"], saved.get("contrast"),
+                         saved.get("twins"))
     examples = examples_fn()
     sizes = buckets(resolution, 2 * pipe.downscale)
     grouped: dict[tuple[int, int], list[Example]] = {}
     for ex in examples:
         grouped.setdefault(nearest_bucket(ex.image.width, ex.image.height, sizes), []).append(ex)
-    unique = ["", *sorted({ex.caption for ex in examples} - {""})]
+    said = {ex.caption for ex in examples} | {ex.stand_in_caption for ex in examples}
+    unique = ["", *sorted(said - {"", None})]
     row = {c: i for i, c in enumerate(unique)}
-    latents, captions, prior, images = {}, {}, {}, {}
+    latents, captions, prior, images, contrast, twin_rows = {}, {}, {}, {}, {}, {}
+    has_stand_ins = any(ex.stand_in is not None for ex in examples)
+
+    def encode(pixels: Tensor) -> Tensor:
+        x = pixels.float() / 127.5 - 1
+        return pipe.vae.encode(x.to(pipe.device, pipe.dtype)).float().cpu()
+
+    def to_pixels(images: list[Image.Image], size: tuple[int, int]) -> Tensor:
+        return torch.from_numpy(np.stack([np.asarray(fit(im, size)) for im in images])
+                                ).permute(0, 3, 1, 2).contiguous()
+
     bar = tqdm(total=len(examples), desc="encode latents")
     for size, group in grouped.items():
-        chunks, pixels = [], []
+        chunks, pixels, away = [], [], []
         for start in range(0, len(group), batch_size):
-            imgs = [np.asarray(fit(ex.image, size)) for ex in group[start:start + batch_size]]
-            pixels.append(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous())
-            x = pixels[-1].float() / 127.5 - 1
-            chunks.append(pipe.vae.encode(x.to(pipe.device, pipe.dtype)).float().cpu())
-            bar.update(len(imgs))
+            part = group[start:start + batch_size]
+            pixels.append(to_pixels([ex.image for ex in part], size))
+            chunks.append(encode(pixels[-1]))
+            if has_stand_ins:
+                has = torch.tensor([ex.stand_in is not None for ex in part])
+                stand = encode(to_pixels([ex.image if ex.stand_in is None else ex.stand_in
+                                         for ex in part], size))
+                away.append((chunks[-1] - stand) * has[:, None, None, None])
+            bar.update(len(part))
         latents[size] = torch.cat(chunks)
         images[size] = torch.cat(pixels)
+        if has_stand_ins:
+            contrast[size] = torch.cat(away)
+            twin_rows[size] = torch.tensor([-1 if ex.stand_in_caption is None
+                                            else row[ex.stand_in_caption] for ex in group])
         captions[size] = [row[ex.caption] for ex in group]
         prior[size] = torch.tensor([ex.prior for ex in group], dtype=torch.bool)
     bar.close()
@@ -196,6 +268,7 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         ctx, pooled = pipe.text_encoder.encode(unique[start:start + 64])
         contexts.append(ctx.float().cpu())
         pooleds.append(pooled.float().cpu())
-    cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds), prior, images)
+    cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds), prior, images,
+                  contrast if has_stand_ins else None, twin_rows if has_stand_ins else None)
     torch_save({"key": key, **vars(cache)}, path)
     return cache

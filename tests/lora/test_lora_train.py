@@ -277,3 +277,9 @@ def test_the_shapes_decoder_loss_is_flux_tinys_autoencoder_loss(tmp_path, monkey
     tc, palette_shape, _ = seen[0]
     assert tc.object_weight > 1 and tc.palette_weight > 0 and palette_shape[1] == 3
     assert shapes != pytest.approx(l1)
+
+
+
+def test_an_unknown_target_set_is_refused():
+    with pytest.raises(ValueError, match="targets must be one of all, attn, got 'x'"):
+        make_config(None, targets="x")
