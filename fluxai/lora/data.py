@@ -117,14 +117,20 @@ def nearest_known_shape(shape: str, pipe: Any, size: int, layout: str = "free",
             placed.append(place(spec, size, size, rng, layout))
 
     def encode(images: list[np.ndarray]) -> Tensor:
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return pipe.vae.encode(x.to(pipe.device, pipe.dtype)).float().cpu()
+        return encode_pixels(pipe, torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
 
     z = encode([render(s) for s in placed])
     distance = {other: (encode([render(swap_shape(s, shape, other)) for s in placed]) - z)
                 .flatten(1).norm(dim=1).mean().item()
                 for other in WORLD.shapes if other != shape}
     return min(distance, key=distance.get)
+
+
+def encode_pixels(pipe: Any, pixels: Tensor) -> Tensor:
+    """(N, 3, H, W) uint8 images -> the autoencoder's scaled latents (posterior means), float32
+    on the CPU."""
+    x = pixels.float() / 127.5 - 1
+    return pipe.vae.encode(x.to(pipe.device, pipe.dtype)).float().cpu()
 
 
 def shape_eval_prompts(shape: str, per_kind: int = 10, seed: int = 0) -> list[tuple[str, Any]]:
@@ -233,10 +239,6 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
     latents, captions, prior, images, contrast, twin_rows = {}, {}, {}, {}, {}, {}
     has_stand_ins = any(ex.stand_in is not None for ex in examples)
 
-    def encode(pixels: Tensor) -> Tensor:
-        x = pixels.float() / 127.5 - 1
-        return pipe.vae.encode(x.to(pipe.device, pipe.dtype)).float().cpu()
-
     def to_pixels(images: list[Image.Image], size: tuple[int, int]) -> Tensor:
         return torch.from_numpy(np.stack([np.asarray(fit(im, size)) for im in images])
                                 ).permute(0, 3, 1, 2).contiguous()
@@ -247,11 +249,11 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         for start in range(0, len(group), batch_size):
             part = group[start:start + batch_size]
             pixels.append(to_pixels([ex.image for ex in part], size))
-            chunks.append(encode(pixels[-1]))
+            chunks.append(encode_pixels(pipe, pixels[-1]))
             if has_stand_ins:
                 has = torch.tensor([ex.stand_in is not None for ex in part])
-                stand = encode(to_pixels([ex.image if ex.stand_in is None else ex.stand_in
-                                         for ex in part], size))
+                drawn = [ex.image if ex.stand_in is None else ex.stand_in for ex in part]
+                stand = encode_pixels(pipe, to_pixels(drawn, size))
                 away.append((chunks[-1] - stand) * has[:, None, None, None])
             bar.update(len(part))
         latents[size] = torch.cat(chunks)
