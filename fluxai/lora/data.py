@@ -38,6 +38,7 @@ class Example:
     # the caption in the same words naming that one (train.LoraTrainConfig.stand_in).
     stand_in: Image.Image | None = None
     stand_in_caption: str | None = None
+    stand_in_shape: str | None = None
 
 
 def folder_examples(folder: Path) -> list[Example]:
@@ -91,7 +92,7 @@ def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
                 twin_caption = caption(swap_shape(spec, shape, stand_in), copy.deepcopy(rng),
                                        "train")
             out.append(Example(Image.fromarray(render(scene)), caption(spec, rng, "train"), prior,
-                               twin, twin_caption))
+                               twin, twin_caption, stand_in if twin else None))
             bar.update(1)
     return out
 
@@ -207,6 +208,7 @@ class Cache:
     # when no example has a stand-in.
     contrast: dict[tuple[int, int], Tensor] | None = None
     twins: dict[tuple[int, int], Tensor] | None = None
+    stand_in: str | None = None  # the known shape the stand-ins show
 
     @property
     def size(self) -> int:
@@ -227,7 +229,7 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         if saved.get("key") == key and "images" in saved:  # older caches rebuild
             return Cache(saved["latents"], saved["captions"], saved["context"], saved["pooled"],
                          saved["prior"], saved["images"], saved.get("contrast"),
-                         saved.get("twins"))
+                         saved.get("twins"), saved.get("stand_in"))
     examples = examples_fn()
     sizes = buckets(resolution, 2 * pipe.downscale)
     grouped: dict[tuple[int, int], list[Example]] = {}
@@ -270,7 +272,9 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         ctx, pooled = pipe.text_encoder.encode(unique[start:start + 64])
         contexts.append(ctx.float().cpu())
         pooleds.append(pooled.float().cpu())
+    shown = next((ex.stand_in_shape for ex in examples if ex.stand_in_shape), None)
     cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds), prior, images,
-                  contrast if has_stand_ins else None, twin_rows if has_stand_ins else None)
+                  contrast if has_stand_ins else None, twin_rows if has_stand_ins else None,
+                  shown)
     torch_save({"key": key, **vars(cache)}, path)
     return cache

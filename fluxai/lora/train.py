@@ -25,6 +25,7 @@ from tqdm import tqdm
 from fluxai.atomic import torch_save
 from fluxai.lora.data import (
     Cache,
+    Example,
     build_cache,
     cache_key,
     load_examples,
@@ -244,7 +245,7 @@ class Trainer:
                                                  weight_decay=0.0)
         self.step = 0
         self.losses: list[float] = []
-        self.stand_in: str | None = None  # cfg.stand_in once prepare() has resolved it
+        self.stand_in: str | None = None  # the cache's stand-in shape, once prepared
 
     # -- state ----------------------------------------------------------------------------------
     @property
@@ -279,18 +280,27 @@ class Trainer:
         cfg = self.cfg
         parts: list[object] = [cfg.model, cfg.data, self.resolution, cfg.count, cfg.seed,
                                cfg.prior_fraction, self._data_stamp(), cfg.layout]
-        if cfg.latent_contrast or cfg.twin_fraction:
-            self.stand_in = cfg.stand_in
-            if self.stand_in == "auto":
-                self.stand_in = nearest_known_shape(cfg.data.split(":", 1)[1], self.pipe,
-                                                    self.resolution, cfg.layout)
+        stand_ins = bool(cfg.latent_contrast or cfg.twin_fraction)
+        if stand_ins:
+            parts.append(cfg.stand_in)  # "auto" resolves the same way for the same model
+
+        def examples() -> list[Example]:
+            stand_in = None
+            if stand_ins:
+                stand_in = cfg.stand_in
+                if stand_in == "auto":  # measured only when the cache is built
+                    stand_in = nearest_known_shape(cfg.data.split(":", 1)[1], self.pipe,
+                                                   self.resolution, cfg.layout)
+            return load_examples(cfg.data, self.resolution, cfg.count, cfg.seed,
+                                 cfg.prior_fraction, cfg.layout, stand_in)
+
+        cache = build_cache(examples, self.pipe, self.resolution, self.out / "cache.pt",
+                            cache_key(*parts))
+        self.stand_in = cache.stand_in
+        if self.stand_in:
             print(f"stand-in: the {self.stand_in} (latent contrast {cfg.latent_contrast:g}, "
                   f"twins {cfg.twin_fraction:g})")
-            parts.append(self.stand_in)
-        return build_cache(
-            lambda: load_examples(cfg.data, self.resolution, cfg.count, cfg.seed,
-                                  cfg.prior_fraction, cfg.layout, self.stand_in),
-            self.pipe, self.resolution, self.out / "cache.pt", cache_key(*parts))
+        return cache
 
     def _data_stamp(self) -> str:
         path = Path(self.cfg.data)

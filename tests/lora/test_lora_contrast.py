@@ -159,3 +159,21 @@ def test_cli_refuses_twins_for_a_folder_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("fluxai: error: twin-fraction needs shapes:<shape> data")
     assert "\n" not in err and not (tmp_path / "out").exists()
+
+
+def test_auto_stand_in_is_measured_once_per_cache_not_on_every_run(tmp_path, monkeypatch):
+    import fluxai.lora.train as train
+
+    calls = []
+
+    def counting(*args, **kw):
+        calls.append(args[0])
+        return "square"
+
+    monkeypatch.setattr(train, "nearest_known_shape", counting)
+    first = contrast_trainer(tmp_path, twin_fraction=0.5)
+    first.prepare()
+    again = contrast_trainer(tmp_path, twin_fraction=0.5)
+    cache = again.prepare()
+    assert calls == ["hexagon"]
+    assert cache.stand_in == again.stand_in == "square"
