@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,17 @@ class Example:
     image: Image.Image
     caption: str
     prior: bool = False  # an ordinary scene, there to keep what the base model already does
-    # Shapes data with a stand-in: the same scene with the new shape drawn as a known one, and
-    # the caption in the same words naming that one (train.LoraTrainConfig.stand_in).
-    stand_in: Image.Image | None = None
-    stand_in_caption: str | None = None
-    stand_in_shape: str | None = None
+    # Shapes data with stand-ins: the same scene with the new shape drawn as each known one,
+    # and the caption in the same words naming that one; the first is the stand-in
+    # (train.LoraTrainConfig.stand_in).
+    twins: list[Twin] = field(default_factory=list)
+
+
+@dataclass
+class Twin:
+    shape: str
+    image: Image.Image
+    caption: str
 
 
 def folder_examples(folder: Path) -> list[Example]:
@@ -66,7 +72,8 @@ def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
                     stand_in: str | None = None) -> list[Example]:
     """`count` generated examples: most show `shape`, `prior_fraction` are ordinary scenes.
     With `stand_in` (a known shape), each example that shows `shape` also carries its scene
-    drawn, and its caption written in the same words, with `stand_in` in its place."""
+    drawn, and its caption written in the same words, with each known shape in its place:
+    `stand_in` first, then the others in the contract's order."""
     from fluxai.shapes import WORLD, caption, place, render, sample_spec
 
     if shape not in WORLD.all_shapes:
@@ -85,14 +92,16 @@ def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
             if not prior and all(o.shape != shape for o in spec.objects):
                 continue
             scene = place(spec, size, size, rng, layout)
-            twin = twin_caption = None
+            twins = []
             if stand_in is not None and not prior:
-                twin = Image.fromarray(render(swap_shape(scene, shape, stand_in)))
-                # The same draws phrase both captions: only the shape's name differs.
-                twin_caption = caption(swap_shape(spec, shape, stand_in), copy.deepcopy(rng),
-                                       "train")
+                others = [stand_in, *(s for s in WORLD.shapes if s not in (stand_in, shape))]
+                # The same draws phrase every caption: only the shape's name differs.
+                twins = [Twin(other, Image.fromarray(render(swap_shape(scene, shape, other))),
+                              caption(swap_shape(spec, shape, other), copy.deepcopy(rng),
+                                      "train"))
+                         for other in others]
             out.append(Example(Image.fromarray(render(scene)), caption(spec, rng, "train"), prior,
-                               twin, twin_caption, stand_in if twin else None))
+                               twins))
             bar.update(1)
     return out
 
@@ -203,12 +212,12 @@ class Cache:
     pooled: Tensor  # (U, D)
     prior: dict[tuple[int, int], Tensor]  # bucket -> (N_b,) bool: Example.prior
     images: dict[tuple[int, int], Tensor]  # bucket -> (N_b, 3, H, W) uint8, for the decoder
-    # bucket -> (N_b, C, h, w): each latent minus its stand-in's (zero without one), and
-    # bucket -> (N_b,): the stand-in caption's row in `context` (-1 without one); both None
-    # when no example has a stand-in.
-    contrast: dict[tuple[int, int], Tensor] | None = None
+    # bucket -> (N_b, S, C, h, w): the latents of each example's twins (Example.twins, the
+    # stand-in's first; zero without them), and bucket -> (N_b, S): their captions' rows in
+    # `context` (-1 without them); both None when no example has twins.
+    twin_latents: dict[tuple[int, int], Tensor] | None = None
     twins: dict[tuple[int, int], Tensor] | None = None
-    stand_in: str | None = None  # the known shape the stand-ins show
+    stand_in: str | None = None  # the known shape of the first twin
 
     @property
     def size(self) -> int:
@@ -226,44 +235,48 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
     model, resolution) matches the saved cache; `examples_fn` runs only when needed."""
     if path.is_file():
         saved = torch.load(path, weights_only=False)
-        if saved.get("key") == key and "images" in saved:  # older caches rebuild
+        if saved.get("key") == key and "twin_latents" in saved:  # older caches rebuild
             return Cache(saved["latents"], saved["captions"], saved["context"], saved["pooled"],
-                         saved["prior"], saved["images"], saved.get("contrast"),
+                         saved["prior"], saved["images"], saved.get("twin_latents"),
                          saved.get("twins"), saved.get("stand_in"))
     examples = examples_fn()
     sizes = buckets(resolution, 2 * pipe.downscale)
     grouped: dict[tuple[int, int], list[Example]] = {}
     for ex in examples:
         grouped.setdefault(nearest_bucket(ex.image.width, ex.image.height, sizes), []).append(ex)
-    said = {ex.caption for ex in examples} | {ex.stand_in_caption for ex in examples}
-    unique = ["", *sorted(said - {"", None})]
+    said = {ex.caption for ex in examples} | {tw.caption for ex in examples for tw in ex.twins}
+    unique = ["", *sorted(said - {""})]
     row = {c: i for i, c in enumerate(unique)}
-    latents, captions, prior, images, contrast, twin_rows = {}, {}, {}, {}, {}, {}
-    has_stand_ins = any(ex.stand_in is not None for ex in examples)
+    latents, captions, prior, images, twin_latents, twin_rows = {}, {}, {}, {}, {}, {}
+    n_twins = max(len(ex.twins) for ex in examples)
 
     def to_pixels(images: list[Image.Image], size: tuple[int, int]) -> Tensor:
         return torch.from_numpy(np.stack([np.asarray(fit(im, size)) for im in images])
                                 ).permute(0, 3, 1, 2).contiguous()
 
-    bar = tqdm(total=len(examples), desc="encode latents")
+    bar = tqdm(total=sum(1 + len(ex.twins) for ex in examples), desc="encode latents")
     for size, group in grouped.items():
-        chunks, pixels, away = [], [], []
+        chunks, pixels, twin_chunks = [], [], []
         for start in range(0, len(group), batch_size):
             part = group[start:start + batch_size]
             pixels.append(to_pixels([ex.image for ex in part], size))
             chunks.append(encode_pixels(pipe, pixels[-1]))
-            if has_stand_ins:
-                has = torch.tensor([ex.stand_in is not None for ex in part])
-                drawn = [ex.image if ex.stand_in is None else ex.stand_in for ex in part]
-                stand = encode_pixels(pipe, to_pixels(drawn, size))
-                away.append((chunks[-1] - stand) * has[:, None, None, None])
             bar.update(len(part))
+            if n_twins:
+                twinned = [j for j, ex in enumerate(part) if ex.twins]
+                z = torch.zeros(len(part), n_twins, *chunks[-1].shape[1:])
+                if twinned:
+                    drawn = [tw.image for j in twinned for tw in part[j].twins]
+                    z[twinned] = encode_pixels(pipe, to_pixels(drawn, size)).unflatten(
+                        0, (len(twinned), n_twins))
+                    bar.update(len(drawn))
+                twin_chunks.append(z)
         latents[size] = torch.cat(chunks)
         images[size] = torch.cat(pixels)
-        if has_stand_ins:
-            contrast[size] = torch.cat(away)
-            twin_rows[size] = torch.tensor([-1 if ex.stand_in_caption is None
-                                            else row[ex.stand_in_caption] for ex in group])
+        if n_twins:
+            twin_latents[size] = torch.cat(twin_chunks)
+            twin_rows[size] = torch.tensor([[row[tw.caption] for tw in ex.twins] or [-1] * n_twins
+                                            for ex in group])
         captions[size] = [row[ex.caption] for ex in group]
         prior[size] = torch.tensor([ex.prior for ex in group], dtype=torch.bool)
     bar.close()
@@ -272,9 +285,8 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
         ctx, pooled = pipe.text_encoder.encode(unique[start:start + 64])
         contexts.append(ctx.float().cpu())
         pooleds.append(pooled.float().cpu())
-    shown = next((ex.stand_in_shape for ex in examples if ex.stand_in_shape), None)
+    shown = next((ex.twins[0].shape for ex in examples if ex.twins), None)
     cache = Cache(latents, captions, torch.cat(contexts), torch.cat(pooleds), prior, images,
-                  contrast if has_stand_ins else None, twin_rows if has_stand_ins else None,
-                  shown)
+                  twin_latents if n_twins else None, twin_rows if n_twins else None, shown)
     torch_save({"key": key, **vars(cache)}, path)
     return cache

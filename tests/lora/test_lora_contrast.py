@@ -28,16 +28,24 @@ def test_stand_ins_redraw_the_shape_examples_and_leave_the_examples_alone():
     twinned = shapes_examples("hexagon", 6, 64, seed=1, prior_fraction=0.5, stand_in="circle")
     same = [np.array_equal(a.image, b.image) for a, b in zip(plain, twinned, strict=True)]
     assert same == [True] * 6
-    assert [e.stand_in is None for e in twinned] == [True] * 3 + [False] * 3
-    assert all(not np.array_equal(e.image, e.stand_in) for e in twinned[3:])
+    assert [len(e.twins) for e in twinned] == [0] * 3 + [len(WORLD.shapes)] * 3
+    assert all(not np.array_equal(e.image, tw.image) for e in twinned[3:] for tw in e.twins)
+
+
+def test_twins_show_every_known_shape_the_stand_in_first():
+    twinned = shapes_examples("hexagon", 4, 64, seed=1, prior_fraction=0.5, stand_in="star")
+    shapes = [tw.shape for tw in twinned[-1].twins]
+    assert shapes[0] == "star" and sorted(shapes) == sorted(WORLD.shapes)
 
 
 def test_stand_in_captions_say_the_same_in_the_same_words_of_the_known_shape():
     twinned = shapes_examples("hexagon", 12, 64, seed=2, prior_fraction=0.25, stand_in="circle")
+    plural = dict(WORLD.raw["plurals"])
     for e in twinned[3:]:
-        words = e.caption.replace("hexagons", "circles").replace("hexagon", "circle")
-        assert e.stand_in_caption == words
-    assert all(e.stand_in_caption is None for e in twinned[:3])
+        for tw in e.twins:
+            words = e.caption.replace("hexagons", plural[tw.shape]).replace("hexagon", tw.shape)
+            assert tw.caption == words
+    assert all(not e.twins for e in twinned[:3])
 
 
 def twin_batches(t, cache, monkeypatch):
@@ -53,8 +61,7 @@ def twin_batches(t, cache, monkeypatch):
     return seen
 
 
-def test_twins_regress_the_base_models_velocity_for_the_stand_ins_caption(tmp_path,
-                                                                          monkeypatch):
+def test_twins_regress_the_base_models_velocity_for_the_twins_caption(tmp_path, monkeypatch):
     # Every example a twin: the loss is the distilled prior alone, zero while the adapter is.
     t = contrast_trainer(tmp_path, twin_fraction=1.0, caption_dropout=0.0, stand_in="circle",
                          prior_fraction=0.0)
@@ -62,8 +69,22 @@ def test_twins_regress_the_base_models_velocity_for_the_stand_ins_caption(tmp_pa
     (bucket,) = cache.latents
     seen = twin_batches(t, cache, monkeypatch)
     assert t.loss_on(cache).item() < 1e-10
-    twin_rows = set(cache.twins[bucket][cache.twins[bucket] >= 0].tolist())
+    twin_rows = set(cache.twins[bucket].flatten().tolist())
     assert set(seen[-1].tolist()) <= twin_rows
+
+
+def test_twins_are_drawn_from_every_known_shape(tmp_path, monkeypatch):
+    t = contrast_trainer(tmp_path, twin_fraction=1.0, caption_dropout=0.0, stand_in="circle",
+                         prior_fraction=0.0)
+    cache = t.prepare()
+    (bucket,) = cache.latents
+    seen = twin_batches(t, cache, monkeypatch)
+    for _ in range(40):
+        t.loss_on(cache)
+    used = torch.cat(seen[1::2]).tolist()  # each loss: the distilled pass, then the adapted
+    columns = {k for k in range(cache.twins[bucket].shape[1])
+               if set(cache.twins[bucket][:, k].tolist()) & set(used)}
+    assert columns == set(range(len(WORLD.shapes)))
 
 
 def test_without_twins_the_examples_keep_their_own_captions(tmp_path, monkeypatch):
@@ -83,8 +104,8 @@ def test_flow_targets_are_pushed_away_from_the_stand_ins_latents(tmp_path):
     examples = shapes_examples("hexagon", 4, 32, prior_fraction=0.5, stand_in="circle")
     with torch.no_grad():
         stand = t.pipe.vae.encode(torch.from_numpy(np.stack(
-            [np.asarray(e.stand_in or e.image) for e in examples])).permute(0, 3, 1, 2)
-            .float() / 127.5 - 1)
+            [np.asarray(e.twins[0].image if e.twins else e.image) for e in examples]))
+            .permute(0, 3, 1, 2).float() / 127.5 - 1)
     x0 = t.flow_targets(cache, bucket, torch.arange(4))
     assert torch.equal(x0[:2], z[:2])  # the prior scenes show no hexagon: their own latents
     torch.testing.assert_close(x0[2:], z[2:] + 1.5 * (z[2:] - stand[2:]), atol=2e-4, rtol=1e-3)
@@ -94,7 +115,7 @@ def test_without_contrast_the_flow_targets_are_the_encoders_latents(tmp_path):
     t = contrast_trainer(tmp_path)
     cache = t.prepare()
     (bucket,) = cache.latents
-    assert cache.contrast is None
+    assert cache.twin_latents is None
     assert torch.equal(t.flow_targets(cache, bucket, torch.arange(4)), cache.latents[bucket])
 
 
