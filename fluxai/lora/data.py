@@ -69,11 +69,11 @@ def folder_examples(folder: Path) -> list[Example]:
 
 def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
                     prior_fraction: float = 0.25, layout: str = "free",
-                    stand_in: str | None = None) -> list[Example]:
+                    stand_in: str | None = None, every_shape: bool = True) -> list[Example]:
     """`count` generated examples: most show `shape`, `prior_fraction` are ordinary scenes.
     With `stand_in` (a known shape), each example that shows `shape` also carries its scene
     drawn, and its caption written in the same words, with each known shape in its place:
-    `stand_in` first, then the others in the contract's order."""
+    `stand_in` first, then (`every_shape`) the others in the contract's order."""
     from fluxai.shapes import WORLD, caption, place, render, sample_spec
 
     if shape not in WORLD.all_shapes:
@@ -94,7 +94,8 @@ def shapes_examples(shape: str, count: int, size: int, seed: int = 0,
             scene = place(spec, size, size, rng, layout)
             twins = []
             if stand_in is not None and not prior:
-                others = [stand_in, *(s for s in WORLD.shapes if s not in (stand_in, shape))]
+                others = [stand_in, *(s for s in WORLD.shapes
+                                      if every_shape and s not in (stand_in, shape))]
                 # The same draws phrase every caption: only the shape's name differs.
                 twins = [Twin(other, Image.fromarray(render(swap_shape(scene, shape, other))),
                               caption(swap_shape(spec, shape, other), copy.deepcopy(rng),
@@ -169,10 +170,11 @@ def write_eval_prompts(path: Path, prompts: list[tuple[str, Any]]) -> Path:
 
 
 def load_examples(data: str, size: int, count: int, seed: int, prior_fraction: float,
-                  layout: str = "free", stand_in: str | None = None) -> list[Example]:
+                  layout: str = "free", stand_in: str | None = None,
+                  every_shape: bool = True) -> list[Example]:
     if data.startswith("shapes:"):
         return shapes_examples(data.split(":", 1)[1], count, size, seed, prior_fraction, layout,
-                               stand_in)
+                               stand_in, every_shape)
     return folder_examples(Path(data).expanduser())
 
 
@@ -248,7 +250,7 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
     unique = ["", *sorted(said - {""})]
     row = {c: i for i, c in enumerate(unique)}
     latents, captions, prior, images, twin_latents, twin_rows = {}, {}, {}, {}, {}, {}
-    n_twins = max(len(ex.twins) for ex in examples)
+    n_twins = max((len(ex.twins) for ex in examples), default=0)
 
     def to_pixels(images: list[Image.Image], size: tuple[int, int]) -> Tensor:
         return torch.from_numpy(np.stack([np.asarray(fit(im, size)) for im in images])
@@ -267,7 +269,9 @@ def build_cache(examples_fn: Callable[[], list[Example]], pipe: Any, resolution:
                 z = torch.zeros(len(part), n_twins, *chunks[-1].shape[1:])
                 if twinned:
                     drawn = [tw.image for j in twinned for tw in part[j].twins]
-                    z[twinned] = encode_pixels(pipe, to_pixels(drawn, size)).unflatten(
+                    z[twinned] = torch.cat([
+                        encode_pixels(pipe, to_pixels(drawn[k:k + batch_size], size))
+                        for k in range(0, len(drawn), batch_size)]).unflatten(
                         0, (len(twinned), n_twins))
                     bar.update(len(drawn))
                 twin_chunks.append(z)

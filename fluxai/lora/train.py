@@ -284,8 +284,9 @@ class Trainer:
         parts: list[object] = [cfg.model, cfg.data, self.resolution, cfg.count, cfg.seed,
                                cfg.prior_fraction, self._data_stamp(), cfg.layout]
         stand_ins = bool(cfg.latent_contrast or cfg.twin_fraction)
+        every_shape = bool(cfg.twin_fraction)  # the contrast needs the stand-in's alone
         if stand_ins:
-            parts.append(cfg.stand_in)  # "auto" resolves the same way for the same model
+            parts += [cfg.stand_in, every_shape]  # "auto" resolves alike for the same model
 
         def examples() -> list[Example]:
             stand_in = None
@@ -295,7 +296,7 @@ class Trainer:
                     stand_in = nearest_known_shape(cfg.data.split(":", 1)[1], self.pipe,
                                                    self.resolution, cfg.layout)
             return load_examples(cfg.data, self.resolution, cfg.count, cfg.seed,
-                                 cfg.prior_fraction, cfg.layout, stand_in)
+                                 cfg.prior_fraction, cfg.layout, stand_in, every_shape)
 
         cache = build_cache(examples, self.pipe, self.resolution, self.out / "cache.pt",
                             cache_key(*parts))

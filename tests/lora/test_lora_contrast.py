@@ -61,30 +61,36 @@ def twin_batches(t, cache, monkeypatch):
     return seen
 
 
-def test_twins_regress_the_base_models_velocity_for_the_twins_caption(tmp_path, monkeypatch):
-    # Every example a twin: the loss is the distilled prior alone, zero while the adapter is.
+def all_twins(tmp_path, monkeypatch):
+    """A trainer whose every example is a twin, its cache, bucket and recorded caption rows."""
     t = contrast_trainer(tmp_path, twin_fraction=1.0, caption_dropout=0.0, stand_in="circle",
                          prior_fraction=0.0)
     cache = t.prepare()
     (bucket,) = cache.latents
-    seen = twin_batches(t, cache, monkeypatch)
+    return t, cache, cache.twins[bucket], twin_batches(t, cache, monkeypatch)
+
+
+def test_twins_regress_the_base_models_velocity_for_the_twins_caption(tmp_path, monkeypatch):
+    # Every example a twin: the loss is the distilled prior alone, zero while the adapter is.
+    t, cache, twin_rows, seen = all_twins(tmp_path, monkeypatch)
     assert t.loss_on(cache).item() < 1e-10
-    twin_rows = set(cache.twins[bucket].flatten().tolist())
-    assert set(seen[-1].tolist()) <= twin_rows
+    assert set(seen[-1].tolist()) <= set(twin_rows.flatten().tolist())
 
 
 def test_twins_are_drawn_from_every_known_shape(tmp_path, monkeypatch):
-    t = contrast_trainer(tmp_path, twin_fraction=1.0, caption_dropout=0.0, stand_in="circle",
-                         prior_fraction=0.0)
-    cache = t.prepare()
-    (bucket,) = cache.latents
-    seen = twin_batches(t, cache, monkeypatch)
+    t, cache, twin_rows, seen = all_twins(tmp_path, monkeypatch)
     for _ in range(40):
         t.loss_on(cache)
-    used = torch.cat(seen[1::2]).tolist()  # each loss: the distilled pass, then the adapted
-    columns = {k for k in range(cache.twins[bucket].shape[1])
-               if set(cache.twins[bucket][:, k].tolist()) & set(used)}
+    used = set(torch.cat(seen[1::2]).tolist())  # each loss: the distilled pass, the adapted
+    columns = {k for k in range(twin_rows.shape[1]) if set(twin_rows[:, k].tolist()) & used}
     assert columns == set(range(len(WORLD.shapes)))
+
+
+def test_latent_contrast_without_twins_draws_the_stand_in_alone(tmp_path):
+    t = contrast_trainer(tmp_path, latent_contrast=1.0, stand_in="circle")
+    cache = t.prepare()
+    (bucket,) = cache.latents
+    assert cache.twins[bucket].shape[1] == 1 and cache.stand_in == "circle"
 
 
 def test_without_twins_the_examples_keep_their_own_captions(tmp_path, monkeypatch):
