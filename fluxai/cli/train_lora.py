@@ -38,16 +38,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="where shapes:<shape> data puts what captions leave free: free or "
                         "canonical, as the base model was trained (default free)")
     p.add_argument("--stand-in", default=None,
-                   help="shapes:<shape> data: the known shape drawn in the new one's place for "
-                        "--latent-contrast and --twin-fraction (default auto: the one the "
-                        "autoencoder encodes closest to the new shape)")
+                   help="shapes:<shape> data: the known shape --latent-contrast aims away "
+                        "from (default auto: the one the autoencoder encodes closest to the "
+                        "new shape)")
     p.add_argument("--latent-contrast", type=float, default=None,
                    help="aim the new shape's latents this many times their distance from the "
                         "stand-in's further away from it (default 0: off)")
     p.add_argument("--twin-fraction", type=float, default=None,
-                   help="share of the new shape's examples replaced each step by their "
-                        "stand-in twin (same scene and words, known shape), which regresses "
-                        "the prior loss (default 0: none)")
+                   help="share of the new shape's examples replaced each step by a twin "
+                        "(same scene and words, any known shape in its place), which "
+                        "regresses the prior loss (default 0: none)")
     p.add_argument("--decoder-steps", type=int, default=None,
                    help="after the transformer's steps, train a LoCon adapter on the "
                         "autoencoder's decoder for this many steps (default 0: none); it is "
