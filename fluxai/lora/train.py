@@ -71,12 +71,13 @@ class LoraTrainConfig:
     # the pixels the judge would misread; the hexagon's cap: 0.73 with l1, 0.85 with shapes).
     decoder_loss: str = "l1"
     layout: str = "free"  # shapes.scenes.LAYOUTS: place generated shapes as the base model's data
-    # shapes:<shape> data only. Each example that shows the new shape is also drawn with a
-    # known shape in its place, its caption naming that one (`stand_in`; "auto": the shape the
-    # autoencoder encodes closest to the new one, i.e. the one a model that never saw it
-    # confuses it with). `latent_contrast`: the flow targets of the new shape's examples are
-    # pushed that many times their distance from the stand-in's latent further away from it,
-    # so a LoRA that learns the new code only partly still lands past the known one.
+    # shapes:<shape> data only. Each example that shows the new shape is also drawn with each
+    # known shape in its place, its caption naming that one. `stand_in` is the one the
+    # contrast aims away from ("auto": the shape the autoencoder encodes closest to the new
+    # one, i.e. the one a model that never saw it confuses it with). `latent_contrast`: the
+    # flow targets of the new shape's examples are pushed that many times their distance
+    # from the stand-in's latent further away from it, so a LoRA that learns the new code
+    # only partly still lands past the known one.
     # `twin_fraction`: that share of them is replaced, each step, by one of its twins (the
     # same scene and words with a known shape, any of them), which regresses what
     # `prior_loss` says (the base model's own velocity), so the adapter learns to act on the
@@ -116,9 +117,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "layout": "canonical",  # as flux-tiny's own training data
         # flux-tiny's encoder puts a hexagon close to a circle: aimed twice as far from the
         # circle, the LoRA's hexagons come out as hexagons (hexagon prompts 0.47 -> 0.70;
-        # contrast 1.5: 0.61). A third of the hexagon examples swapped for their circle twins
-        # each step keep more of the other prompts (standard set 0.73 -> 0.81; hexagons 0.63),
-        # the twins of every known shape more still (0.82-0.83, hexagons 0.56-0.60).
+        # contrast 1.5: 0.61). A third of the hexagon examples swapped each step for a twin
+        # keep more of the other prompts: circle twins only, standard set 0.73 -> 0.81
+        # (hexagons 0.63); twins of every known shape, 0.82-0.83 (hexagons 0.56-0.60).
         "stand_in": "auto", "latent_contrast": 1.0, "twin_fraction": 0.33,
         # The budget is CPU time: one thread does 1.5x the steps per CPU-second of two on the
         # 2-core machine (this model is too small to feed two), and CPU time = wall time then.
@@ -338,7 +339,7 @@ class Trainer:
         rows = torch.tensor(cache.captions[bucket])[idx]
         prior = cache.prior[bucket][idx]
         if cfg.twin_fraction and cache.twins is not None:
-            # Each swapped example shows one of its twins, any known shape, drawn afresh.
+            # Each swapped example shows one of its twins, any known shape, picked anew.
             pick = torch.randint(0, cache.twins[bucket].shape[1], (len(idx),),
                                  generator=self.gen)
             twin_rows = cache.twins[bucket][idx, pick]
